@@ -1,0 +1,66 @@
+"""swiftune: a plugin-based registry of parameter-efficient tuners, PEFT-compatible on disk.
+
+Public names are imported lazily so that ``import swiftune`` (and ``swiftune --help``) stay fast
+and do not import torch; plugins are discovered on first registry access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Swift": "api",
+    "SwiftModel": "swift_model",
+    "ParameterSummary": "swift_model",
+    "Tuner": "tuner",
+    "TunerConfig": "config",
+    "parse_config": "config",
+    "DatasetAdapter": "dataset",
+    "WrapperLayer": "layers",
+    "registries": None,
+    "errors": None,
+    "module_utils": None,
+    "serialization": None,
+    "SwiftuneError": "errors",
+    "ConfigError": "errors",
+    "AdapterLoadError": "errors",
+    "NotMergeableError": "errors",
+    "UnknownNameError": "errors",
+    "DuplicateNameError": "errors",
+    "PluginError": "errors",
+}
+
+__all__ = ["hookimpl", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'swiftune' has no attribute {name!r}")
+    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import errors, module_utils, registries, serialization
+    from .api import Swift
+    from .config import TunerConfig, parse_config
+    from .dataset import DatasetAdapter
+    from .errors import (
+        AdapterLoadError,
+        ConfigError,
+        DuplicateNameError,
+        NotMergeableError,
+        PluginError,
+        SwiftuneError,
+        UnknownNameError,
+    )
+    from .layers import WrapperLayer
+    from .swift_model import ParameterSummary, SwiftModel
+    from .tuner import Tuner

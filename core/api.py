@@ -1,0 +1,56 @@
+"""``Swift``: the two entry points of the Python API, ``prepare`` and ``from_pretrained``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .config import is_multi_adapter_mapping
+from .errors import AdapterLoadError
+from .serialization import CONFIG_NAME, DEFAULT_ADAPTER, check_adapter_name
+from .swift_model import SwiftModel
+
+
+class Swift:
+    """Namespace of the public constructors of ``SwiftModel``."""
+
+    @staticmethod
+    def prepare(model: nn.Module, config: Any, adapter_name: str = DEFAULT_ADAPTER) -> SwiftModel:
+        """Freeze ``model`` and add adapters to it.
+
+        ``config`` is a ``TunerConfig``, a dict with a ``tuner`` key, a ``peft.PeftConfig``, or
+        ``{adapter_name: config, ...}`` for several adapters at once (all active).
+        """
+        swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
+        configs = dict(config) if is_multi_adapter_mapping(config) else {adapter_name: config}
+        for name, cfg in configs.items():
+            swift.add_adapter(name, cfg)
+        return swift
+
+    @staticmethod
+    def from_pretrained(
+        model: nn.Module, path: str | Path, adapter_name: str | None = None, *, is_trainable: bool = False
+    ) -> SwiftModel:
+        """Load the adapter(s) at ``path`` (swiftune's or PEFT's files) onto ``model``.
+
+        ``path`` itself holds the adapter named ``adapter_name`` (default 'default'); each
+        subfolder with an ``adapter_config.json`` holds one more, named after the folder.
+        """
+        path = Path(path)
+        swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
+        found: list[tuple[str, Path]] = []
+        if (path / CONFIG_NAME).is_file():
+            found.append((check_adapter_name(adapter_name or DEFAULT_ADAPTER), path))
+        if path.is_dir():
+            for sub in sorted(p for p in path.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()):
+                found.append((check_adapter_name(sub.name), sub))
+        if not found:
+            raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders")
+        for name, folder in found:
+            swift.load_adapter(folder, name)
+        if not is_trainable:
+            for p in swift.parameters():
+                p.requires_grad_(False)
+        return swift

@@ -1,0 +1,131 @@
+"""``TunerConfig``: the pydantic model every tuner's configuration derives from.
+
+One model serves Python, JSON/YAML files and (later) CLI flags. Validation errors are turned into
+``ConfigError`` messages that name the tuner and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError
+
+
+class TunerConfig(BaseModel):
+    """Base class of tuner configs. Subclasses fix ``tuner`` with a ``Literal``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    tuner: str
+
+    #: PEFT's ``peft_type`` when the on-disk format is PEFT's own (e.g. "LORA").
+    peft_type: ClassVar[str | None] = None
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "TunerConfig":
+        return parse_config(yaml.safe_load(text))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TunerConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+        return parse_config(data, source=str(path))
+
+    # -- PEFT interop ----------------------------------------------------------------------
+    def to_disk_dict(self) -> dict[str, Any]:
+        """What ``adapter_config.json`` holds. Tuners with a PEFT format add PEFT's fields."""
+        data = self.to_dict()
+        if self.peft_type:
+            data["peft_type"] = self.peft_type
+        return data
+
+    #: PEFT config fields that carry no meaning for loading here (bookkeeping, versions).
+    peft_informational_fields: ClassVar[frozenset[str]] = frozenset(
+        {"peft_type", "peft_version", "auto_mapping", "revision", "inference_mode", "megatron_core", "qalora_group_size"}
+    )
+
+    @classmethod
+    def from_disk_dict(cls, data: Mapping[str, Any]) -> "TunerConfig":
+        """Inverse of ``to_disk_dict``; also reads PEFT's own ``adapter_config.json``.
+
+        PEFT fields unknown here are dropped when informational or unset (None / False / empty);
+        one that is set to something this tuner cannot honour is an error naming it.
+        """
+        name = cls.model_fields["tuner"].default
+        clean: dict[str, Any] = {"tuner": name}
+        for key, value in data.items():
+            if key in cls.model_fields:
+                clean[key] = value
+            elif key in cls.peft_informational_fields or not value:
+                continue
+            else:
+                raise ConfigError(
+                    f"{name}: field '{key}' = {value!r} in the adapter config is not supported by "
+                    f"swiftune's '{name}' tuner (the 'peft' bridge tuner runs PEFT's own implementation)"
+                )
+        return validate_config(cls, clean)
+
+
+def format_validation_error(tuner: str, exc: ValidationError, source: str | None = None) -> str:
+    where = f"{source}: " if source else ""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(config)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{where}{tuner}: {field}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(cls: type[TunerConfig], data: Mapping[str, Any], source: str | None = None) -> TunerConfig:
+    tuner = str(data.get("tuner") or cls.model_fields["tuner"].default)
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(tuner, exc, source)) from None
+
+
+def parse_config(cfg: Any, source: str | None = None) -> TunerConfig:
+    """A ``TunerConfig``, a dict with a ``tuner`` key, or a ``peft.PeftConfig`` -> TunerConfig."""
+    from . import registries
+
+    if isinstance(cfg, TunerConfig):
+        return cfg
+    if type(cfg).__module__.startswith("peft.") and hasattr(cfg, "peft_type"):
+        cfg = {"tuner": "peft", "peft_config": cfg.to_dict()}
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"a tuner config must be a TunerConfig or a mapping, got {type(cfg).__name__}")
+    if "tuner" not in cfg:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}tuner config is missing the 'tuner' field (installed: {', '.join(registries.tuners.names())})")
+    tuner_cls = registries.tuners.get(str(cfg["tuner"]))
+    return validate_config(tuner_cls.config_class, cfg, source)
+
+
+def is_multi_adapter_mapping(cfg: Any) -> bool:
+    """``{adapter_name: config, ...}`` as opposed to a single config mapping."""
+    return (
+        isinstance(cfg, Mapping)
+        and "tuner" not in cfg
+        and len(cfg) > 0
+        and all(isinstance(v, (Mapping, TunerConfig)) or type(v).__module__.startswith("peft.") for v in cfg.values())
+    )

@@ -1,0 +1,44 @@
+"""The process-wide registries and the plugin host that fills them on first access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plugins import PluginHost
+from .registry import Registry
+
+
+def _is_tuner(obj: Any) -> bool:
+    from .tuner import Tuner
+
+    return isinstance(obj, type) and issubclass(obj, Tuner)
+
+
+def _is_dataset_adapter(obj: Any) -> bool:
+    from .dataset import DatasetAdapter
+
+    return isinstance(obj, type) and issubclass(obj, DatasetAdapter)
+
+
+tuners: Registry = Registry("tuner", accepts=_is_tuner)
+models: Registry = Registry("model")
+templates: Registry = Registry("template")
+dataset_adapters: Registry = Registry("dataset adapter", accepts=_is_dataset_adapter)
+datasets: Registry = Registry("dataset", accepts=lambda obj: not _is_dataset_adapter(obj))
+
+host = PluginHost(
+    {
+        "register_tuners": [tuners],
+        "register_models": [models],
+        "register_datasets": [dataset_adapters, datasets],
+        "register_templates": [templates],
+    }
+)
+
+ALL: dict[str, Registry] = {
+    "tuners": tuners,
+    "models": models,
+    "templates": templates,
+    "datasets": datasets,
+    "dataset-adapters": dataset_adapters,
+}

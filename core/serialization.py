@@ -1,0 +1,116 @@
+"""Adapter folders on disk: ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+Weights are safetensors only: pickle files can run code when loaded, so they are refused.
+Files are written to a temporary name and renamed, so a crash never leaves a half-written adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import AdapterLoadError, ConfigError
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_NAMES = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth", "pytorch_model.bin")
+DEFAULT_ADAPTER = "default"
+
+_ADAPTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_adapter_name(name: Any) -> str:
+    """Adapter names become folder names, so only plain identifiers are accepted."""
+    if not isinstance(name, str) or not _ADAPTER_NAME.match(name):
+        raise ConfigError(
+            f"invalid adapter name {name!r}: use a plain identifier (letters, digits, '_'; "
+            "not starting with a digit), because it becomes a folder name"
+        )
+    return name
+
+
+def adapter_dir(root: str | Path, adapter_name: str) -> Path:
+    """PEFT's layout: the adapter named 'default' at the root, any other in a subfolder."""
+    root = Path(root)
+    return root if adapter_name == DEFAULT_ADAPTER else root / check_adapter_name(adapter_name)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_adapter(folder: str | Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    # Weights first, config last: a folder with a config is a complete adapter.
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+    text = json.dumps(dict(config), indent=2, sort_keys=True)
+    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_adapter_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise AdapterLoadError(f"{folder}: no {CONFIG_NAME} found; is this an adapter folder?")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterLoadError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise AdapterLoadError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_adapter_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    folder = Path(folder)
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        pickles = [n for n in PICKLE_NAMES if (folder / n).exists()]
+        if pickles:
+            raise AdapterLoadError(
+                f"{folder / pickles[0]}: refusing to load a pickle file; swiftune loads weights from "
+                f"safetensors only, because unpickling can run arbitrary code. Convert it once, in a "
+                f"process you trust, to {WEIGHTS_NAME}."
+            )
+        raise AdapterLoadError(f"{folder}: no {WEIGHTS_NAME} found")
+    return load_file(str(path))
+
+
+def copy_checked(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str, module: str) -> None:
+    """Copy ``state[key]`` into ``dest``, with errors that name the module and both shapes."""
+    if key not in state:
+        raise AdapterLoadError(f"missing key '{key}' for module '{module}' in the adapter weights")
+    src = state[key]
+    if tuple(src.shape) != tuple(dest.shape):
+        raise AdapterLoadError(
+            f"shape mismatch for module '{module}' (key '{key}'): the adapter file has "
+            f"{tuple(src.shape)}, the model expects {tuple(dest.shape)} (another rank or another base model?)"
+        )
+    with torch.no_grad():
+        dest.copy_(src.to(dtype=dest.dtype, device=dest.device))
+
+
+def check_no_unexpected(state: Mapping[str, torch.Tensor], used: set[str], adapter: str) -> None:
+    extra = sorted(set(state) - used)
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise AdapterLoadError(
+            f"adapter '{adapter}': unexpected keys in the weights file that match no module of the "
+            f"model: {shown} (another base model or another target_modules?)"
+        )

@@ -1,0 +1,267 @@
+"""``SwiftModel``: a base model plus named adapters of any registered tuners.
+
+It is an ``nn.Module`` whose ``forward`` and ``generate`` call the base model (after letting
+prompt-learning tuners rewrite the inputs), so it works with ``generate``, the transformers
+``Trainer`` and accelerate. Attributes it does not have are looked up on the base model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from . import registries
+from .config import TunerConfig, parse_config
+from .errors import ConfigError, NotMergeableError, SwiftuneError
+from .serialization import adapter_dir, check_adapter_name, save_adapter
+from .tuner import Tuner
+
+
+@dataclass(frozen=True)
+class ParameterSummary:
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    def __str__(self) -> str:
+        return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
+
+
+class SwiftModel(nn.Module):
+    """Wraps ``model``; adapters are injected into it in place."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.tuners: dict[str, Tuner] = {}
+        self._active: list[str] = []
+        self._merged: list[str] = []
+        self._disabled = False
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    # -- attribute fall-through (config, device, generation_config, ...) -------------------------
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)
+
+    # -- adapters -----------------------------------------------------------------------------------
+    @property
+    def active_adapters(self) -> list[str]:
+        return list(self._active)
+
+    @property
+    def configs(self) -> dict[str, TunerConfig]:
+        return {name: t.config for name, t in self.tuners.items()}
+
+    def add_adapter(self, adapter_name: str, config: Any, *, active: bool = True) -> Tuner:
+        """Inject a new adapter. It becomes active (alongside the others) unless ``active=False``."""
+        check_adapter_name(adapter_name)
+        if adapter_name in self.tuners:
+            raise ConfigError(f"adapter '{adapter_name}' already exists; delete it first or pick another name")
+        cfg = parse_config(config)
+        tuner_cls: type[Tuner] = registries.tuners.get(cfg.tuner)
+        self._check_compatible(tuner_cls, adapter_name)
+        tuner = tuner_cls(adapter_name, cfg)
+        self.model = tuner.prepare_model(self.model)
+        try:
+            tuner.inject(self.model)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{cfg.tuner} (adapter '{adapter_name}'): {exc}") from exc
+        self.tuners[adapter_name] = tuner
+        tuner.set_active(self.model, False)
+        if active:
+            self.set_active_adapters(self._active + [adapter_name])
+        return tuner
+
+    def _check_compatible(self, tuner_cls: type[Tuner], adapter_name: str) -> None:
+        if tuner_cls.needs_transformers_model and not hasattr(self.model, "config"):
+            raise ConfigError(f"tuner '{tuner_cls.name}' needs a transformers model; got {type(self.model).__name__}")
+        if self._merged:
+            raise ConfigError(f"unmerge adapters {self._merged} before adding adapter '{adapter_name}'")
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        tuner = self._tuner(adapter_name)
+        if adapter_name in self._merged:
+            tuner.unmerge(self.model)
+            self._merged.remove(adapter_name)
+        tuner.remove(self.model)
+        del self.tuners[adapter_name]
+        self.set_active_adapters([n for n in self._active if n != adapter_name])
+
+    def set_active_adapters(self, names: str | Sequence[str]) -> None:
+        """Make exactly ``names`` active (their effects add up); the others stay loaded but off."""
+        names = [names] if isinstance(names, str) else list(names)
+        for n in names:
+            self._tuner(n)
+        self._active = list(dict.fromkeys(names))
+        self._apply_activity()
+
+    def _apply_activity(self) -> None:
+        for name, tuner in self.tuners.items():
+            tuner.set_active(self.model, name in self._active and not self._disabled)
+        trainable = {id(p) for n in self._active for _, p in self.tuners[n].named_trainable_parameters(self.model)}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
+
+    @contextlib.contextmanager
+    def disable_adapters(self) -> Iterator[None]:
+        """Run the plain base model inside the block (merged adapters are unmerged for it)."""
+        if self._merged:
+            raise NotMergeableError(f"adapters {self._merged} are merged; unmerge them before disabling")
+        previous = self._disabled
+        self._disabled = True
+        self._apply_activity()
+        try:
+            yield
+        finally:
+            self._disabled = previous
+            self._apply_activity()
+
+    def _tuner(self, name: str) -> Tuner:
+        if name not in self.tuners:
+            raise ConfigError(f"no adapter named '{name}'; adapters: {', '.join(self.tuners) or '(none)'}")
+        return self.tuners[name]
+
+    # -- forward ------------------------------------------------------------------------------------
+    def _transform(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not self._disabled:
+            for name in self._active:
+                kwargs = self.tuners[name].transform_inputs(self.model, kwargs)
+        return kwargs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **self._transform(kwargs))
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.generate(*args, **self._transform(kwargs))
+
+    def get_base_model(self) -> nn.Module:
+        return self.model
+
+    # -- merging ------------------------------------------------------------------------------------
+    def _mergeable_active(self) -> list[str]:
+        bad = [n for n in self._active if not self.tuners[n].mergeable]
+        if bad:
+            kinds = ", ".join(f"'{n}' ({self.tuners[n].name})" for n in bad)
+            raise NotMergeableError(f"adapters {kinds} cannot be merged: their tuner is not mergeable")
+        return list(self._active)
+
+    def merge_adapter(self) -> None:
+        """Fold the active adapters into the base weights (exactly undone by ``unmerge_adapter``)."""
+        for name in self._mergeable_active():
+            if name not in self._merged:
+                self.tuners[name].merge(self.model)
+                self._merged.append(name)
+
+    def unmerge_adapter(self) -> None:
+        for name in reversed(self._merged):
+            self.tuners[name].unmerge(self.model)
+        self._merged = []
+
+    def merge_and_unload(self) -> nn.Module:
+        """Merge the active adapters, remove every adapter and return the plain base model."""
+        self._mergeable_active()
+        inactive = [n for n in self.tuners if n not in self._active]
+        self.merge_adapter()
+        for name in list(self.tuners):
+            self.tuners.pop(name).remove(self.model)
+        self._active, self._merged = [], []
+        if inactive:
+            import warnings
+
+            warnings.warn(f"inactive adapters {inactive} were dropped by merge_and_unload", stacklevel=2)
+        return self.model
+
+    def unload(self) -> nn.Module:
+        """Remove every adapter without merging and return the plain base model."""
+        self.unmerge_adapter()
+        for name in list(self.tuners):
+            self.tuners.pop(name).remove(self.model)
+        self._active = []
+        return self.model
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def trainable_summary(self) -> ParameterSummary:
+        seen: set[int] = set()
+        total = trainable = 0
+        for p in self.parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            total += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+        return ParameterSummary(trainable, total)
+
+    def print_trainable_parameters(self) -> None:
+        print(self.trainable_summary())
+
+    def adapter_state_dict(self, adapter_name: str) -> dict[str, torch.Tensor]:
+        return self._tuner(adapter_name).state_dict(self.model)
+
+    # -- saving / loading ---------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, adapter_names: Sequence[str] | None = None) -> None:
+        """One folder per adapter in PEFT's layout ('default' at ``path``, others in subfolders)."""
+        if self._merged:
+            raise SwiftuneError(f"adapters {self._merged} are merged into the weights; unmerge before saving")
+        base_id = _name_or_path(self.model)
+        for name in adapter_names or list(self.tuners):
+            tuner = self._tuner(name)
+            config = tuner.config.to_disk_dict()
+            if tuner.peft_compatible:
+                config.setdefault("base_model_name_or_path", base_id)
+            save_adapter(adapter_dir(path, name), config, tuner.state_dict(self.model))
+
+    def load_adapter(self, path: str | Path, adapter_name: str = "default", *, active: bool = True) -> Tuner:
+        """Add an adapter from a folder written by swiftune or PEFT."""
+        from .serialization import read_adapter_config, read_adapter_weights
+
+        config = config_from_disk(read_adapter_config(path), source=str(path))
+        tuner = self.add_adapter(adapter_name, config, active=active)
+        try:
+            tuner.load_state_dict(self.model, read_adapter_weights(path))
+        except Exception:
+            self.delete_adapter(adapter_name)
+            raise
+        return tuner
+
+    def __repr__(self) -> str:
+        adapters = ", ".join(f"{n}: {t.name}" for n, t in self.tuners.items())
+        return f"SwiftModel(adapters={{{adapters}}}, active={self._active})\n{self.model!r}"
+
+
+def _name_or_path(model: nn.Module) -> str | None:
+    cfg = getattr(model, "config", None)
+    value = getattr(cfg, "_name_or_path", None) or getattr(model, "name_or_path", None)
+    return value or None
+
+
+def config_from_disk(data: Mapping[str, Any], source: str | None = None) -> TunerConfig:
+    """Read an ``adapter_config.json``: swiftune's (``tuner`` field) or PEFT's (``peft_type``)."""
+    tuner_name = data.get("tuner")
+    if tuner_name is None:
+        peft_type = data.get("peft_type")
+        by_peft = {t.config_class.peft_type: n for n, t in registries.tuners.items() if t.config_class.peft_type}
+        if peft_type in by_peft:
+            tuner_name = by_peft[peft_type]
+        elif peft_type is not None:
+            tuner_name = "peft"
+        else:
+            raise ConfigError(f"{source}: adapter config has neither 'tuner' nor 'peft_type'")
+    cls: type[Tuner] = registries.tuners.get(str(tuner_name))
+    try:
+        return cls.config_class.from_disk_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

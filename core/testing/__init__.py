@@ -1,0 +1,1 @@
+"""swiftune.testing: the conformance suite (filled below)."""

@@ -1,0 +1,89 @@
+"""The ``Tuner`` interface: what a plugin implements to add a fine-tuning method.
+
+One ``Tuner`` instance is one named adapter on one model. ``SwiftModel`` drives it through the
+methods below and never looks at the tuner's name: behaviour differences are declared through the
+capability flags, which the conformance suite (``swiftune.testing``) reads as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from .config import TunerConfig
+from .errors import NotMergeableError
+
+
+class Tuner:
+    """Base class of every tuner. Subclasses set ``name`` and ``config_class``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[TunerConfig]]
+
+    # -- capability flags (read by SwiftModel and the conformance suite) ---------------------
+    #: ``merge`` / ``unmerge`` fold the adapter into the base weights exactly.
+    mergeable: ClassVar[bool] = False
+    #: A freshly injected adapter leaves the model's outputs unchanged.
+    identity_at_init: ClassVar[bool] = True
+    #: The adapter changes the input sequence (virtual tokens, prefixes).
+    prompt_learning: ClassVar[bool] = False
+    #: Training updates existing base parameters (BitFit, full fine-tuning).
+    trains_base_parameters: ClassVar[bool] = False
+    #: Needs a transformers ``PreTrainedModel`` (config, embeddings, cache), not any nn.Module.
+    needs_transformers_model: ClassVar[bool] = False
+    #: Files written by ``save`` load in ``peft.PeftModel.from_pretrained``.
+    peft_compatible: ClassVar[bool] = False
+
+    def __init__(self, adapter_name: str, config: TunerConfig) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{self.name}: expected {self.config_class.__name__}, got {type(config).__name__}")
+        self.adapter_name = adapter_name
+        self.config = config
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Transform the base model before injection (e.g. quantize for QLoRA). Default: as is."""
+        return model
+
+    def inject(self, model: nn.Module) -> None:
+        """Add this adapter's modules / hooks to ``model``. Must raise if nothing was targeted."""
+        raise NotImplementedError
+
+    def set_active(self, model: nn.Module, active: bool) -> None:
+        """Switch this adapter on or off without removing it."""
+        raise NotImplementedError
+
+    def remove(self, model: nn.Module) -> None:
+        """Delete this adapter's modules, restoring the plain base where nothing else is left."""
+        raise NotImplementedError
+
+    # -- parameters and state ------------------------------------------------------------------
+    def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        """Parameters that training this adapter updates (``model``-relative names)."""
+        raise NotImplementedError
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The adapter's tensors under their on-disk key names (PEFT's when peft_compatible)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load tensors from ``state_dict`` strictly: missing, unexpected or misshapen keys raise
+        ``AdapterLoadError`` naming the module and both shapes."""
+        raise NotImplementedError
+
+    # -- merging -------------------------------------------------------------------------------
+    def merge(self, model: nn.Module) -> None:
+        raise NotMergeableError(f"tuner '{self.name}' (adapter '{self.adapter_name}') cannot be merged into the base weights")
+
+    def unmerge(self, model: nn.Module) -> None:
+        raise NotMergeableError(f"tuner '{self.name}' (adapter '{self.adapter_name}') cannot be merged into the base weights")
+
+    # -- forward-time input transformation (prompt-learning tuners) ----------------------------
+    def transform_inputs(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Rewrite the forward / generate keyword arguments. Default: unchanged."""
+        return kwargs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(adapter={self.adapter_name!r}, config={self.config!r})"

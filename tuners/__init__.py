@@ -1,0 +1,1 @@
+"""Built-in tuners. Each is a plugin module registered through the `swiftune` entry point."""

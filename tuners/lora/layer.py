@@ -1,0 +1,220 @@
+"""LoRA wrapper layers: Linear (and GPT-2 Conv1D), Embedding, Conv2d.
+
+Each wraps its base layer and keeps one low-rank pair per adapter name. The forward pass adds
+``scaling * B(A(dropout(x)))`` for every active, unmerged adapter; with none it is the base layer's
+forward exactly. Key names match PEFT's (``lora_A.<name>.weight``, ``lora_embedding_A.<name>``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from swiftune.layers import WrapperLayer
+from swiftune.module_utils import is_linear
+
+
+class LoraLayer(WrapperLayer):
+    """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run."""
+
+    adapter_containers = ("lora_A", "lora_B")
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__(base_layer)
+        self.scaling: dict[str, float] = {}
+        self.dropout_p: dict[str, float] = {}
+        self.merged_adapters: list[str] = []
+        self._run: tuple[str, ...] = ()
+
+    def _on_state_change(self) -> None:
+        self._run = tuple(n for n in self.active_adapters if n not in self.merged_adapters)
+
+    def add_adapter(self, name: str, r: int, scaling: float, dropout: float, init: bool | str) -> None:
+        self.scaling[name] = scaling
+        self.dropout_p[name] = dropout
+        self._create(name, r)
+        self._init_weights(name, init)
+        base_weight = self.get_base_layer().weight
+        dtype = base_weight.dtype if base_weight.is_floating_point() else torch.float32
+        for attr in self.adapter_containers:
+            container = getattr(self, attr)
+            if name in container:
+                container[name] = container[name].to(device=base_weight.device, dtype=dtype)
+
+    def delete_adapter(self, name: str) -> None:
+        self.scaling.pop(name, None)
+        self.dropout_p.pop(name, None)
+        super().delete_adapter(name)
+
+    def _drop(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        p = self.dropout_p[name]
+        return F.dropout(x, p, self.training) if p > 0 and self.training else x
+
+    # -- to implement per layer type ------------------------------------------------------------
+    def _create(self, name: str, r: int) -> None:
+        raise NotImplementedError
+
+    def _init_weights(self, name: str, init: bool | str) -> None:
+        if init is False:
+            return
+        nn.init.zeros_(self.lora_B[name].weight)
+        if init == "gaussian":
+            nn.init.normal_(self.lora_A[name].weight, std=1 / self.lora_A[name].weight.shape[0])
+        else:
+            nn.init.kaiming_uniform_(self.lora_A[name].weight, a=math.sqrt(5))
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        """The update in the base weight's own layout and dtype."""
+        raise NotImplementedError
+
+    def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """``{key suffix (PEFT's, without the adapter name): tensor}``."""
+        return {"lora_A.weight": self.lora_A[name].weight, "lora_B.weight": self.lora_B[name].weight}
+
+    # -- merging -------------------------------------------------------------------------------------
+    def merge(self, name: str) -> None:
+        if name in self.merged_adapters:
+            return
+        with torch.no_grad():
+            weight = self.get_base_layer().weight
+            weight.add_(self.delta_weight(name).to(weight.dtype))
+        self.merged_adapters.append(name)
+        self._on_state_change()
+
+    def unmerge(self, name: str) -> None:
+        if name not in self.merged_adapters:
+            return
+        with torch.no_grad():
+            weight = self.get_base_layer().weight
+            weight.sub_(self.delta_weight(name).to(weight.dtype))
+        self.merged_adapters.remove(name)
+        self._on_state_change()
+
+
+class LoraLinear(LoraLayer):
+    """LoRA over ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed)."""
+
+    def __init__(self, base_layer: nn.Module, fan_in_fan_out: bool = False) -> None:
+        super().__init__(base_layer)
+        base = self.get_base_layer()
+        self.fan_in_fan_out = fan_in_fan_out or type(base).__name__ == "Conv1D"
+        out_f, in_f = base.weight.shape
+        self.in_features, self.out_features = (out_f, in_f) if self.fan_in_fan_out else (in_f, out_f)
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+
+    def _create(self, name: str, r: int) -> None:
+        self.lora_A[name] = nn.Linear(self.in_features, r, bias=False)
+        self.lora_B[name] = nn.Linear(r, self.out_features, bias=False)
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        delta = (self.lora_B[name].weight @ self.lora_A[name].weight) * self.scaling[name]
+        return delta.T if self.fan_in_fan_out else delta
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        for name in self._run:
+            a = self.lora_A[name].weight
+            b = self.lora_B[name].weight
+            h = self._drop(x, name)
+            if h.dtype == a.dtype == result.dtype and not torch.is_autocast_enabled(x.device.type):
+                # One fused kernel for "result + scaling * (h A^T) B^T", no temporaries kept.
+                flat = torch.addmm(
+                    result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]) @ a.T, b.T, alpha=self.scaling[name]
+                )
+                result = flat.view(result.shape)
+            else:
+                h = h if torch.is_autocast_enabled(x.device.type) else h.to(a.dtype)
+                result = result + (F.linear(F.linear(h, a), b) * self.scaling[name]).to(result.dtype)
+        return result
+
+
+class LoraEmbedding(LoraLayer):
+    """LoRA over ``nn.Embedding``: A is (r, num_embeddings), B is (embedding_dim, r), like PEFT."""
+
+    adapter_containers = ("lora_embedding_A", "lora_embedding_B")
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__(base_layer)
+        self.lora_embedding_A = nn.ParameterDict()
+        self.lora_embedding_B = nn.ParameterDict()
+
+    def _create(self, name: str, r: int) -> None:
+        base = self.get_base_layer()
+        self.lora_embedding_A[name] = nn.Parameter(torch.randn(r, base.num_embeddings))
+        self.lora_embedding_B[name] = nn.Parameter(torch.randn(base.embedding_dim, r))
+
+    def _init_weights(self, name: str, init: bool | str) -> None:
+        if init is False:
+            return
+        nn.init.zeros_(self.lora_embedding_A[name])
+        nn.init.normal_(self.lora_embedding_B[name])
+
+    def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        return {"lora_embedding_A": self.lora_embedding_A[name], "lora_embedding_B": self.lora_embedding_B[name]}
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        return (self.lora_embedding_B[name] @ self.lora_embedding_A[name]).T * self.scaling[name]
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        base = self.get_base_layer()
+        for name in self._run:
+            after_a = F.embedding(
+                x, self.lora_embedding_A[name].T, base.padding_idx, base.max_norm,
+                base.norm_type, base.scale_grad_by_freq, base.sparse,
+            )  # fmt: skip
+            result = result + ((after_a @ self.lora_embedding_B[name].T) * self.scaling[name]).to(result.dtype)
+        return result
+
+
+class LoraConv2d(LoraLayer):
+    """LoRA over ``nn.Conv2d``: A is a conv with the base's kernel, B a 1x1 conv."""
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__(base_layer)
+        base = self.get_base_layer()
+        if base.groups != 1:
+            raise ValueError("LoRA on grouped Conv2d is not supported")
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+
+    def _create(self, name: str, r: int) -> None:
+        base = self.get_base_layer()
+        self.lora_A[name] = nn.Conv2d(
+            base.in_channels, r, base.kernel_size, base.stride, base.padding, dilation=base.dilation, bias=False
+        )
+        self.lora_B[name] = nn.Conv2d(r, base.out_channels, (1, 1), (1, 1), bias=False)
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        if a.shape[2:] == (1, 1):
+            delta = (b.squeeze(3).squeeze(2) @ a.squeeze(3).squeeze(2)).unsqueeze(2).unsqueeze(3)
+        else:
+            delta = F.conv2d(a.permute(1, 0, 2, 3), b).permute(1, 0, 2, 3)
+        return delta * self.scaling[name]
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        for name in self._run:
+            h = self._drop(x, name).to(self.lora_A[name].weight.dtype)
+            result = result + (self.lora_B[name](self.lora_A[name](h)) * self.scaling[name]).to(result.dtype)
+        return result
+
+
+def supported(module: nn.Module) -> bool:
+    return is_linear(module) or isinstance(module, (nn.Embedding, nn.Conv2d))
+
+
+def wrap(module: nn.Module, fan_in_fan_out: bool = False) -> LoraLayer:
+    """The LoRA wrapper for ``module`` (which may itself be another tuner's wrapper)."""
+    base = module.get_base_layer() if isinstance(module, WrapperLayer) else module
+    if isinstance(base, nn.Embedding):
+        return LoraEmbedding(module)
+    if isinstance(base, nn.Conv2d):
+        return LoraConv2d(module)
+    return LoraLinear(module, fan_in_fan_out)

@@ -1,0 +1,128 @@
+"""The ``lora`` tuner: injects ``LoraLayer`` wrappers and reads / writes PEFT's LoRA format."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from swiftune.modules_to_save import PEFT_PREFIX, ModulesToSave
+from swiftune.module_utils import find_targets, set_module
+from swiftune.serialization import check_no_unexpected, copy_checked
+from swiftune.tuner import Tuner
+
+from . import layer as lora_layer
+from .config import LoraConfig
+
+
+class Lora(Tuner):
+    name = "lora"
+    description = "low-rank update on Linear / Embedding / GPT-2 Conv1D / Conv2d; mergeable"
+    config_class = LoraConfig
+    mergeable = True
+    identity_at_init = True
+    peft_compatible = True
+
+    config: LoraConfig
+
+    def __init__(self, adapter_name: str, config: LoraConfig) -> None:
+        super().__init__(adapter_name, config)
+        self.extra_modules = ModulesToSave(adapter_name, config.modules_to_save)
+
+    # -- injection -----------------------------------------------------------------------------------
+    def inject(self, model: nn.Module) -> None:
+        cfg = self.config
+        sites = find_targets(
+            model,
+            cfg.target_modules,
+            supported=lora_layer.supported,
+            exclude_modules=cfg.exclude_modules,
+            layers_to_transform=cfg.layers_to_transform,
+            layers_pattern=cfg.layers_pattern,
+            skip_names=set(cfg.modules_to_save or ()),
+        )
+        if not sites:
+            raise ValueError(f"target_modules={cfg.target_modules!r} matched no supported module of the model")
+        for site in sites:
+            wrapper = site.module
+            if not isinstance(wrapper, lora_layer.LoraLayer):
+                wrapper = lora_layer.wrap(site.module, cfg.fan_in_fan_out)
+                set_module(model, site.path, wrapper)
+            wrapper.add_adapter(self.adapter_name, cfg.r, cfg.scaling, cfg.lora_dropout, cfg.init_lora_weights)
+        self.extra_modules.inject(model)
+
+    def layers(self, model: nn.Module) -> Iterator[tuple[str, lora_layer.LoraLayer]]:
+        for path, module in model.named_modules():
+            if isinstance(module, lora_layer.LoraLayer) and self.adapter_name in module.scaling:
+                yield path, module
+
+    def set_active(self, model: nn.Module, active: bool) -> None:
+        for _, layer in self.layers(model):
+            layer.set_adapter_active(self.adapter_name, active)
+        self.extra_modules.set_active(model, active)
+
+    def remove(self, model: nn.Module) -> None:
+        for path, layer in list(self.layers(model)):
+            if self.adapter_name in layer.merged_adapters:
+                layer.unmerge(self.adapter_name)
+            layer.delete_adapter(self.adapter_name)
+            if not layer.scaling:
+                set_module(model, path, layer.base_layer)
+        self.extra_modules.remove(model)
+
+    # -- parameters and state --------------------------------------------------------------------------
+    def _bias_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        if self.config.bias == "none":
+            return
+        names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+        if self.config.bias == "all":
+            lora_ids = {id(p) for _, layer in self.layers(model) for p in layer.adapter_tensors(self.adapter_name).values()}
+            for n, p in model.named_parameters():
+                if n.endswith("bias") and id(p) not in lora_ids and ".modules_to_save." not in n:
+                    yield n, p
+        else:
+            for _, layer in self.layers(model):
+                bias = getattr(layer.get_base_layer(), "bias", None)
+                if isinstance(bias, nn.Parameter):
+                    yield names[id(bias)], bias
+
+    def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        for path, layer in self.layers(model):
+            for suffix, p in layer.adapter_tensors(self.adapter_name).items():
+                yield f"{path}.{suffix}", p
+        yield from self._bias_parameters(model)
+        yield from self.extra_modules.named_trainable_parameters(model)
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for path, layer in self.layers(model):
+            for suffix, tensor in layer.adapter_tensors(self.adapter_name).items():
+                out[f"{PEFT_PREFIX}{path}.{suffix}"] = tensor
+        for n, p in self._bias_parameters(model):
+            out[f"{PEFT_PREFIX}{n}"] = p
+        out.update(self.extra_modules.state_dict(model))
+        return {k: v.detach() for k, v in out.items()}
+
+    def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        used: set[str] = set()
+        for path, layer in self.layers(model):
+            for suffix, tensor in layer.adapter_tensors(self.adapter_name).items():
+                key = f"{PEFT_PREFIX}{path}.{suffix}"
+                copy_checked(tensor, state_dict, key, path)
+                used.add(key)
+        for n, p in self._bias_parameters(model):
+            key = f"{PEFT_PREFIX}{n}"
+            copy_checked(p, state_dict, key, n.rpartition(".")[0])
+            used.add(key)
+        used |= self.extra_modules.load_state_dict(model, state_dict)
+        check_no_unexpected(state_dict, used, self.adapter_name)
+
+    # -- merging ---------------------------------------------------------------------------------------------
+    def merge(self, model: nn.Module) -> None:
+        for _, layer in self.layers(model):
+            layer.merge(self.adapter_name)
+
+    def unmerge(self, model: nn.Module) -> None:
+        for _, layer in self.layers(model):
+            layer.unmerge(self.adapter_name)
