@@ -64,8 +64,6 @@ class Lora(Tuner):
 
     def remove(self, model: nn.Module) -> None:
         for path, layer in list(self.layers(model)):
-            if self.adapter_name in layer.merged_adapters:
-                layer.unmerge(self.adapter_name)
             layer.delete_adapter(self.adapter_name)
             if not layer.scaling:
                 set_module(model, path, layer.base_layer)

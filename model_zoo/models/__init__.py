@@ -1,0 +1,5 @@
+"""Built-in models (see docs)."""
+
+
+def register_all(register):
+    """Register every built-in entry of this kind."""
