@@ -1,0 +1,1 @@
+"""Dataset loading and tokenization (filled by the model-zoo work)."""

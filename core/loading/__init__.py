@@ -1,0 +1,1 @@
+"""Model loaders (filled by the model-zoo work)."""
