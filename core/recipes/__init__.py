@@ -1,0 +1,1 @@
+"""Training / inference recipes behind the CLI: sft, infer, export."""
