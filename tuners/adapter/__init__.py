@@ -1,0 +1,1 @@
+"""The 'adapter' tuner plugin (being built; registers nothing yet)."""

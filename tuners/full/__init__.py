@@ -1,0 +1,1 @@
+"""The 'full' tuner plugin (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The 'part' tuner plugin (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The 'peft_bridge' tuner plugin (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The 'prefix' tuner plugin (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The 'prompt' tuner plugin (being built; registers nothing yet)."""

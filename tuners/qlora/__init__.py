@@ -1,0 +1,1 @@
+"""The 'qlora' tuner plugin (being built; registers nothing yet)."""

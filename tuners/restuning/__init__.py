@@ -1,0 +1,1 @@
+"""The 'restuning' tuner plugin (being built; registers nothing yet)."""

@@ -1,0 +1,1 @@
+"""The 'side' tuner plugin (being built; registers nothing yet)."""
