@@ -7,6 +7,8 @@ adapters, of different tuners, can stack on the same base layer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 
@@ -20,6 +22,16 @@ class WrapperLayer(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         self.active_adapters: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Model code reads attributes through the wrapper (``self.lm_head.weight``,
+        # ``self.cls.predictions``): whatever the wrapper lacks comes from the wrapped layer.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
 
     def get_base_layer(self) -> nn.Module:
         """The innermost non-wrapper module (wrappers may wrap wrappers)."""

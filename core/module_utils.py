@@ -76,6 +76,12 @@ def name_matches(name: str, spec: str | Sequence[str] | None) -> bool:
     return any(name == t or name.endswith("." + t) for t in spec)
 
 
+def is_within(name: str, spec: Sequence[str]) -> bool:
+    """``name`` or one of its ancestors matches ``spec`` (exact names or suffixes)."""
+    parts = name.split(".")
+    return any(name_matches(".".join(parts[:i]), spec) for i in range(1, len(parts) + 1))
+
+
 def layer_index(name: str, patterns: str | Sequence[str] | None = None) -> int | None:
     pats = [patterns] if isinstance(patterns, str) else list(patterns or DEFAULT_LAYERS_PATTERN)
     alternatives = "|".join(re.escape(p) for p in pats)
@@ -93,8 +99,13 @@ def find_targets(
     layers_pattern: str | Sequence[str] | None = None,
     skip_names: set[str] = frozenset(),
 ) -> list[Site]:
-    """Sites selected by ``target_modules`` (``"all-linear"``, regex or names) minus exclusions."""
-    sites = [s for s in iter_sites(model) if s.name not in skip_names]
+    """Sites selected by ``target_modules`` (``"all-linear"``, regex or names) minus exclusions.
+
+    ``skip_names`` (e.g. ``modules_to_save``) are left alone together with everything inside them,
+    since those modules are copied whole.
+    """
+    skip = list(skip_names)
+    sites = [s for s in iter_sites(model) if not (skip and is_within(s.name, skip))]
     if isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR:
         heads = output_embedding_names(model)
         chosen = [s for s in sites if is_linear(s.base) and s.name not in heads]

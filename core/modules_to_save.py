@@ -50,6 +50,8 @@ class ModulesToSave:
         self.adapter_name = adapter_name
         self.names = list(names or [])
         self.paths: list[str] = []
+        #: Set while the owning adapter is merged: unloading then keeps the trained copies.
+        self.merged = False
 
     def inject(self, model: nn.Module) -> None:
         if not self.names:
@@ -100,8 +102,15 @@ class ModulesToSave:
         return used
 
     def remove(self, model: nn.Module) -> None:
-        for path, w in list(self.wrappers(model)):
+        """Drop the copies; a merged adapter's copies replace the originals (merge_and_unload)."""
+        for path in self.paths:
+            w = get_module(model, path)
+            if not isinstance(w, TrainableCopy):  # already replaced by another merged adapter's copy
+                continue
+            copy_ = w.modules_to_save[self.adapter_name] if self.merged else None
             w.delete_adapter(self.adapter_name)
-            if not w.modules_to_save:
+            if copy_ is not None:
+                set_module(model, path, copy_)
+            elif not w.modules_to_save:
                 set_module(model, path, w.base_layer)
         self.paths = []

@@ -57,7 +57,14 @@ def _atomic_write(path: Path, write) -> None:
 def save_adapter(folder: str | Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    contiguous: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in tensors.items():
+        v = v.detach().contiguous().cpu()
+        # safetensors refuses tensors sharing memory (tied weights inside a saved module): copy repeats.
+        storage = v.untyped_storage().data_ptr()
+        contiguous[k] = v.clone() if storage in seen else v
+        seen.add(storage)
     # Weights first, config last: a folder with a config is a complete adapter.
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
     text = json.dumps(dict(config), indent=2, sort_keys=True)

@@ -120,7 +120,9 @@ class Lora(Tuner):
     def merge(self, model: nn.Module) -> None:
         for _, layer in self.layers(model):
             layer.merge(self.adapter_name)
+        self.extra_modules.merged = True
 
     def unmerge(self, model: nn.Module) -> None:
         for _, layer in self.layers(model):
             layer.unmerge(self.adapter_name)
+        self.extra_modules.merged = False
