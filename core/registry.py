@@ -44,9 +44,11 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._ensure_loaded: Callable[[], None] = lambda: None
         self._failures: Callable[[], dict[str, str]] = dict
+        self._disabled: Callable[[], list[str]] = list
 
     # -- filling -------------------------------------------------------------------------
-    def add(self, obj: T, plugin: str) -> str:
+    def check(self, obj: T, plugin: str) -> str:
+        """The name ``obj`` would be registered under; raises if it is invalid or taken."""
         name = self.name_of(obj)
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(
@@ -59,7 +61,12 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' is registered by both plugin '{old.plugin}' and plugin "
                 f"'{plugin}'; disable one with SWIFTUNE_DISABLE_PLUGINS={plugin}"
             )
-        self._entries[name] = Entry(name, obj, plugin)
+        return name
+
+    def add(self, obj: T, plugin: str) -> str:
+        """Register ``obj``. The same object registered again keeps its first plugin."""
+        name = self.check(obj, plugin)
+        self._entries.setdefault(name, Entry(name, obj, plugin))
         return name
 
     def remove_plugin(self, plugin: str) -> None:
@@ -95,6 +102,9 @@ class Registry(Generic[T]):
             ordered = sorted(failures, key=lambda p: (p != name.lower(), p))
             notes = "; ".join(f"plugin '{p}' failed: {failures[p]}" for p in ordered)
             msg += f". It may come from a plugin that failed to load: {notes}"
+        disabled = self._disabled()
+        if disabled:
+            msg += f". Disabled by SWIFTUNE_DISABLE_PLUGINS: {', '.join(disabled)}"
         return msg
 
     def __contains__(self, name: object) -> bool:

@@ -1,37 +1,62 @@
-"""``swiftune plugins`` and ``swiftune list``."""
+"""``swiftune plugins`` and ``swiftune list``.
+
+The plugin report is plain text, one line per plugin, so a failure (plugin, exception) can be
+read, grepped and pasted into a bug report as is; ``--json`` gives the same data to programs.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 
 from .. import registries
+from ..plugins import DISABLE_ENV, PluginInfo
+
+
+def _status(p: PluginInfo) -> str:
+    if p.disabled:
+        return "disabled"
+    return "ok" if p.ok else "FAILED"
+
+
+def _detail(p: PluginInfo) -> str:
+    if p.disabled:
+        return f"skipped ({DISABLE_ENV})"
+    if p.errors:
+        return " | ".join(p.errors)
+    registered = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.registered.items())
+    return registered or "(registered nothing)"
 
 
 def run_plugins(as_json: bool = False) -> int:
+    """Print every discovered plugin: name, distribution and version, status, what it registered or why it failed."""
     report = registries.host.report()
     if as_json:
-        print(json.dumps([asdict(p) for p in report], indent=2))
+        print(json.dumps([{**asdict(p), "status": _status(p)} for p in report], indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="swiftune plugins")
-    for col in ("plugin", "distribution", "registered", "status"):
-        table.add_column(col, overflow="fold")
-    for p in report:
-        registered = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.registered.items())
-        status = "disabled" if p.disabled else ("ok" if p.ok else "FAILED: " + " | ".join(p.errors))
-        dist = f"{p.distribution} {p.version}".strip()
-        table.add_row(p.name, dist, registered or "-", status)
-    Console(width=200).print(table)
+    rows = [(p.name, f"{p.distribution} {p.version}".strip() or "-", _status(p), _detail(p)) for p in report]
+    header = ("plugin", "distribution", "status", "registered / error")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    failed = sum(1 for p in report if p.errors)
+    disabled = sum(1 for p in report if p.disabled)
+    print(f"{len(report)} plugins: {len(report) - failed - disabled} ok, {failed} failed, {disabled} disabled")
     return 0
 
 
 def run_list(what: str) -> int:
+    """Print one registry: name, the plugin that registered it, a one-line description."""
     registry = registries.ALL[what]
-    for entry in registry.entries():
+    entries = registry.entries()
+    for entry in entries:
         summary = (getattr(entry.obj, "__doc__", None) or "").strip().splitlines()
         description = getattr(entry.obj, "description", None) or (summary[0] if summary else "")
-        print(f"{entry.name:24s} {entry.plugin:16s} {description}")
+        print(f"{entry.name:24s} {entry.plugin:16s} {description}".rstrip())
+    if not entries:
+        print(f"no {registry.kind}s registered", file=sys.stderr)
+    failed = registries.host.failures()
+    if failed:
+        print(f"note: plugin(s) {', '.join(sorted(failed))} failed to load; see 'swiftune plugins'", file=sys.stderr)
     return 0
