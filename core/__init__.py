@@ -21,6 +21,10 @@ _LAZY = {
     "TunerConfig": "config",
     "parse_config": "config",
     "DatasetAdapter": "dataset",
+    "DatasetEntry": "dataset",
+    "ChatTemplate": "template",
+    "ModelFamily": "model_family",
+    "load_datasets": "data",
     "WrapperLayer": "layers",
     "registries": None,
     "errors": None,
@@ -33,6 +37,9 @@ _LAZY = {
     "UnknownNameError": "errors",
     "DuplicateNameError": "errors",
     "PluginError": "errors",
+    "sft": "recipes",
+    "infer": "recipes",
+    "export": "recipes",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
@@ -62,5 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownNameError,
     )
     from .layers import WrapperLayer
+    from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel
+    from .recipes import export, infer, sft
     from .tuner import Tuner

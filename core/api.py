@@ -42,15 +42,32 @@ class Swift:
         swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
         found: list[tuple[str, Path]] = []
         if (path / CONFIG_NAME).is_file():
-            found.append((check_adapter_name(adapter_name or DEFAULT_ADAPTER), path))
+            found.append((check_adapter_name(DEFAULT_ADAPTER if adapter_name is None else adapter_name), path))
         if path.is_dir():
             for sub in sorted(p for p in path.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()):
                 found.append((check_adapter_name(sub.name), sub))
         if not found:
             raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders")
         for name, folder in found:
-            swift.load_adapter(folder, name)
+            swift.load_adapter(folder, name, active=False)
+        swift.set_active_adapters(_with_loaded(swift, [n for n, _ in found]))
         if not is_trainable:
             for p in swift.parameters():
                 p.requires_grad_(False)
         return swift
+
+
+def _with_loaded(swift: SwiftModel, loaded: list[str]) -> list[str]:
+    """The active adapters plus the loaded ones, but one prompt-learning adapter at most."""
+    active = list(swift.active_adapters)
+    skipped = []
+    for name in loaded:
+        if swift.tuners[name].prompt_learning and any(swift.tuners[n].prompt_learning for n in active):
+            skipped.append(name)
+        else:
+            active.append(name)
+    if skipped:
+        import warnings
+
+        warnings.warn(f"prompt-learning adapters {skipped} were loaded inactive: one can be active at a time", stacklevel=3)
+    return active

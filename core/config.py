@@ -26,6 +26,13 @@ class TunerConfig(BaseModel):
     #: PEFT's ``peft_type`` when the on-disk format is PEFT's own (e.g. "LORA").
     peft_type: ClassVar[str | None] = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Assignments are validated too; their errors read like the constructor's.
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(self.tuner, exc)) from None
+
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -45,6 +52,8 @@ class TunerConfig(BaseModel):
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
         return parse_config(data, source=str(path))
@@ -112,10 +121,10 @@ def parse_config(cfg: Any, source: str | None = None) -> TunerConfig:
         return cfg
     if type(cfg).__module__.startswith("peft.") and hasattr(cfg, "peft_type"):
         cfg = {"tuner": "peft", "peft_config": cfg.to_dict()}
+    where = f"{source}: " if source else ""
     if not isinstance(cfg, Mapping):
-        raise ConfigError(f"a tuner config must be a TunerConfig or a mapping, got {type(cfg).__name__}")
+        raise ConfigError(f"{where}a tuner config must be a TunerConfig or a mapping, got {type(cfg).__name__}")
     if "tuner" not in cfg:
-        where = f"{source}: " if source else ""
         raise ConfigError(f"{where}tuner config is missing the 'tuner' field (installed: {', '.join(registries.tuners.names())})")
     tuner_cls = registries.tuners.get(str(cfg["tuner"]))
     return validate_config(tuner_cls.config_class, cfg, source)

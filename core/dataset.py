@@ -1,21 +1,36 @@
-"""The ``DatasetAdapter`` interface: rows of one source format -> canonical examples.
+"""``DatasetAdapter`` (rows of one source format -> canonical examples) and ``DatasetEntry``
+(a named dataset: where it lives and which adapter reads it). Both arrive through the
+``register_datasets`` hook.
 
 Canonical examples are plain dicts: ``{"messages": [{"role", "content"}, ...]}`` for chat SFT,
-``{"text": str}`` for unsupervised / continued pre-training, ``{"text": str, "label": ...}`` for
-classification. Adapters are registered through the ``register_datasets`` hook.
+``{"text": str}`` for unsupervised / continued pre-training, ``{"text": str, "label": ...}``
+(optionally ``"text_pair"``) for classification.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
+
+from .data.errors import DataError
+
+PRODUCES = ("messages", "text", "classification")
 
 
 class DatasetAdapter:
-    """Converts one row of a source format into one canonical example."""
+    """Converts one row of a source format into one canonical example.
+
+    Subclasses set ``name``, ``required_columns`` (auto-detection picks the adapter whose required
+    columns a source has), ``optional_columns`` and ``produces``, and implement ``convert``. Use
+    ``self.get(row, "field")`` to read a field: a missing or empty one raises an error naming it.
+    """
 
     name: ClassVar[str]
+    description: ClassVar[str] = ""
     #: Columns a row must have for this adapter to apply (used by auto-detection).
     required_columns: ClassVar[frozenset[str]] = frozenset()
+    #: Columns it reads when present.
+    optional_columns: ClassVar[frozenset[str]] = frozenset()
     #: What the adapter produces: "messages", "text" or "classification".
     produces: ClassVar[str] = "messages"
 
@@ -23,5 +38,68 @@ class DatasetAdapter:
     def matches(cls, columns: set[str]) -> bool:
         return cls.required_columns <= set(columns)
 
+    @classmethod
+    def expects(cls) -> str:
+        """The columns, as an error message lists them: ``instruction, output (optional: input)``."""
+        text = ", ".join(sorted(cls.required_columns)) or "(any)"
+        if cls.optional_columns:
+            text += f" (optional: {', '.join(sorted(cls.optional_columns))})"
+        return text
+
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    @staticmethod
+    def get(row: Mapping[str, Any], name: str, *, required: bool = True, default: Any = None) -> Any:
+        """``row[name]``; a required field that is absent or None raises ``DataError`` naming it."""
+        value = row.get(name)
+        if value is None:
+            if required:
+                raise DataError(f"missing field '{name}'")
+            return default
+        return value
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: a hub dataset (``hf_id`` / ``ms_id``) or a file shipped in a package.
+
+    ``columns`` renames source columns before the adapter sees them (``{"prompt": "query"}``);
+    several ``subsets`` (hub configs) are loaded and concatenated. A hub entry needs a network and
+    its description says so.
+    """
+
+    name: str
+    description: str
+    #: Registered adapter name; None: detect it from the columns.
+    adapter: str | None = None
+    hf_id: str | None = None
+    ms_id: str | None = None
+    subsets: tuple[str, ...] = ()
+    split: str = "train"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    #: A local file; relative to ``package``'s folder when ``package`` is set.
+    path: str | None = None
+    package: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.path is None and not (self.hf_id or self.ms_id):
+            raise ValueError(f"dataset '{self.name}' needs a path, an hf_id or an ms_id")
+        if self.needs_network and "network" not in self.description:
+            hubs = ", ".join(x for x in (self.ms_id and f"ms::{self.ms_id}", self.hf_id and f"hf::{self.hf_id}") if x)
+            object.__setattr__(self, "description", f"{self.description} [needs network: {hubs}]")
+
+    @property
+    def needs_network(self) -> bool:
+        return self.path is None
+
+    def local_path(self) -> str:
+        """The file on disk (package data resolved through ``importlib.resources``)."""
+        if self.path is None:
+            raise DataError(f"dataset '{self.name}' is not a local file")
+        if self.package is None:
+            return self.path
+        from importlib.resources import files
+
+        return str(files(self.package).joinpath(self.path))

@@ -22,6 +22,8 @@ class WrapperLayer(nn.Module):
         super().__init__()
         self.base_layer = base_layer
         self.active_adapters: tuple[str, ...] = ()
+        # A wrapper put into an eval-mode model must not run its dropout as if training.
+        self.training = base_layer.training
 
     def __getattr__(self, name: str) -> Any:
         # Model code reads attributes through the wrapper (``self.lm_head.weight``,

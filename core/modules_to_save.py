@@ -7,7 +7,7 @@ names (``classifier.weight``), exactly as PEFT writes them.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -88,18 +88,37 @@ class ModulesToSave:
                 out[f"{PEFT_PREFIX}{path}.{k}"] = v
         return out
 
+    def load_targets(
+        self, model: nn.Module, state: Mapping[str, torch.Tensor] | None = None
+    ) -> dict[str, tuple[torch.Tensor, str]]:
+        """``{on-disk key: (tensor of the copy, module name)}`` for ``serialization.load_checked``.
+
+        PEFT with ``bias="all"`` also writes ``<module>.modules_to_save.bias`` (the copy's bias
+        again) and ``<module>.original_module.bias``; where ``state`` has them they load as PEFT
+        loads them: into the copy and into the original module.
+        """
+        out = {}
+        for path, w in self.wrappers(model):
+            for k, dest in w.modules_to_save[self.adapter_name].state_dict(keep_vars=True).items():
+                out[f"{PEFT_PREFIX}{path}.{k}"] = (dest, f"{path}.{k}")
+                extra = f"{PEFT_PREFIX}{path}.modules_to_save.{k}"
+                if state is not None and extra in state:
+                    out[extra] = (dest, f"{path}.{k}")
+            if state is not None:
+                for k, dest in w.base_layer.state_dict(keep_vars=True).items():
+                    extra = f"{PEFT_PREFIX}{path}.original_module.{k}"
+                    if extra in state:
+                        out[extra] = (dest, f"{path}.{k}")
+        return out
+
     def load_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> set[str]:
         """Loads the copies' tensors; returns the keys it consumed."""
         from .serialization import copy_checked
 
-        used = set()
-        for path, w in self.wrappers(model):
-            target = w.modules_to_save[self.adapter_name].state_dict()
-            for k, dest in target.items():
-                key = f"{PEFT_PREFIX}{path}.{k}"
-                copy_checked(dest, state, key, f"{path}.{k}")
-                used.add(key)
-        return used
+        targets = self.load_targets(model)
+        for key, (dest, module) in targets.items():
+            copy_checked(dest, state, key, module)
+        return set(targets)
 
     def remove(self, model: nn.Module) -> None:
         """Drop the copies; a merged adapter's copies replace the originals (merge_and_unload)."""

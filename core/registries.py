@@ -20,11 +20,29 @@ def _is_dataset_adapter(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, DatasetAdapter)
 
 
+def _is_template(obj: Any) -> bool:
+    from .template import ChatTemplate
+
+    return isinstance(obj, ChatTemplate)
+
+
+def _is_model_family(obj: Any) -> bool:
+    from .model_family import ModelFamily
+
+    return isinstance(obj, ModelFamily)
+
+
+def _is_dataset_entry(obj: Any) -> bool:
+    from .dataset import DatasetEntry
+
+    return isinstance(obj, DatasetEntry)
+
+
 tuners: Registry = Registry("tuner", accepts=_is_tuner)
-models: Registry = Registry("model")
-templates: Registry = Registry("template")
+models: Registry = Registry("model", accepts=_is_model_family)
+templates: Registry = Registry("template", accepts=_is_template)
 dataset_adapters: Registry = Registry("dataset adapter", accepts=_is_dataset_adapter)
-datasets: Registry = Registry("dataset", accepts=lambda obj: not _is_dataset_adapter(obj))
+datasets: Registry = Registry("dataset", accepts=_is_dataset_entry)
 
 host = PluginHost(
     {

@@ -99,8 +99,8 @@ def read_adapter_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def copy_checked(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str, module: str) -> None:
-    """Copy ``state[key]`` into ``dest``, with errors that name the module and both shapes."""
+def check_tensor(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str, module: str) -> torch.Tensor:
+    """``state[key]`` if it fits ``dest``; errors name the module and both shapes."""
     if key not in state:
         raise AdapterLoadError(f"missing key '{key}' for module '{module}' in the adapter weights")
     src = state[key]
@@ -109,6 +109,12 @@ def copy_checked(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str
             f"shape mismatch for module '{module}' (key '{key}'): the adapter file has "
             f"{tuple(src.shape)}, the model expects {tuple(dest.shape)} (another rank or another base model?)"
         )
+    return src
+
+
+def copy_checked(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str, module: str) -> None:
+    """Copy ``state[key]`` into ``dest``, with errors that name the module and both shapes."""
+    src = check_tensor(dest, state, key, module)
     with torch.no_grad():
         dest.copy_(src.to(dtype=dest.dtype, device=dest.device))
 
@@ -121,3 +127,18 @@ def check_no_unexpected(state: Mapping[str, torch.Tensor], used: set[str], adapt
             f"adapter '{adapter}': unexpected keys in the weights file that match no module of the "
             f"model: {shown} (another base model or another target_modules?)"
         )
+
+
+def load_checked(
+    targets: Mapping[str, tuple[torch.Tensor, str]], state: Mapping[str, torch.Tensor], adapter: str
+) -> None:
+    """Strict load of ``state`` into ``{key: (destination, module name)}``.
+
+    Every key, shape and leftover is checked before the first copy, so a failed load changes no
+    tensor (some destinations are base weights, e.g. trained biases, which a rollback cannot undo).
+    """
+    checked = [(dest, check_tensor(dest, state, key, module)) for key, (dest, module) in targets.items()]
+    check_no_unexpected(state, set(targets), adapter)
+    with torch.no_grad():
+        for dest, src in checked:
+            dest.copy_(src.to(dtype=dest.dtype, device=dest.device))

@@ -68,18 +68,25 @@ class SwiftModel(nn.Module):
 
     def add_adapter(self, adapter_name: str, config: Any, *, active: bool = True) -> Tuner:
         """Inject a new adapter. It becomes active (alongside the others) unless ``active=False``."""
+        return self._add_adapter(adapter_name, config, active=active, loading=False)
+
+    def _add_adapter(self, adapter_name: str, config: Any, *, active: bool, loading: bool) -> Tuner:
         check_adapter_name(adapter_name)
         if adapter_name in self.tuners:
             raise ConfigError(f"adapter '{adapter_name}' already exists; delete it first or pick another name")
         cfg = parse_config(config)
         tuner_cls: type[Tuner] = registries.tuners.get(cfg.tuner)
         self._check_compatible(tuner_cls, adapter_name)
+        if active:
+            self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner_cls})
         tuner = tuner_cls(adapter_name, cfg)
+        tuner.loading = loading
         self.model = tuner.prepare_model(self.model)
         try:
             tuner.inject(self.model)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{cfg.tuner} (adapter '{adapter_name}'): {exc}") from exc
+        tuner.loading = False
         self.tuners[adapter_name] = tuner
         tuner.set_active(self.model, False)
         if active:
@@ -106,6 +113,7 @@ class SwiftModel(nn.Module):
         names = [names] if isinstance(names, str) else list(names)
         for n in names:
             self._tuner(n)
+        self._check_prompt_learning(names)
         self._active = list(dict.fromkeys(names))
         self._apply_activity()
 
@@ -129,6 +137,18 @@ class SwiftModel(nn.Module):
         finally:
             self._disabled = previous
             self._apply_activity()
+
+    def _check_prompt_learning(self, names: Sequence[str], extra: Mapping[str, type[Tuner]] | None = None) -> None:
+        """At most one prompt-learning adapter may be active: each rewrites the input sequence
+        (virtual tokens, KV prefixes) on the assumption that it is the only one doing so."""
+        kinds: dict[str, Tuner | type[Tuner]] = {**self.tuners, **(extra or {})}  # instances: a bridge may decide per config
+        prompt = [n for n in dict.fromkeys(names) if kinds[n].prompt_learning]
+        if len(prompt) > 1:
+            shown = ", ".join(f"'{n}' ({kinds[n].name})" for n in prompt)
+            raise ConfigError(
+                f"adapters {shown} are prompt-learning adapters; only one of them can be active at a time "
+                "(combine one with any number of other adapters, e.g. LoRA)"
+            )
 
     def _tuner(self, name: str) -> Tuner:
         if name not in self.tuners:
@@ -229,7 +249,7 @@ class SwiftModel(nn.Module):
         from .serialization import read_adapter_config, read_adapter_weights
 
         config = config_from_disk(read_adapter_config(path), source=str(path))
-        tuner = self.add_adapter(adapter_name, config, active=active)
+        tuner = self._add_adapter(adapter_name, config, active=active, loading=True)
         try:
             tuner.load_state_dict(self.model, read_adapter_weights(path))
         except Exception:

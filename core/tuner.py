@@ -35,12 +35,18 @@ class Tuner:
     needs_transformers_model: ClassVar[bool] = False
     #: Files written by ``save`` load in ``peft.PeftModel.from_pretrained``.
     peft_compatible: ClassVar[bool] = False
+    #: The default config finds its targets through transformers structure (blocks, attention /
+    #: MLP projections, output embeddings); a plain ``nn.Module`` needs explicit targets.
+    default_targets_need_transformers: ClassVar[bool] = False
 
     def __init__(self, adapter_name: str, config: TunerConfig) -> None:
         if not isinstance(config, self.config_class):
             raise TypeError(f"{self.name}: expected {self.config_class.__name__}, got {type(config).__name__}")
         self.adapter_name = adapter_name
         self.config = config
+        #: True while ``SwiftModel`` injects this adapter only to load saved weights into it:
+        #: ``inject`` may then skip initialisation that reads outside data (e.g. a tokenizer).
+        self.loading = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare_model(self, model: nn.Module) -> nn.Module:

@@ -37,27 +37,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the registered tuners, models, datasets or templates")
     p.add_argument("what", choices=["tuners", "models", "datasets", "templates", "dataset-adapters"])
+    # The recipe commands parse their own flags (they depend on the chosen tuner); listed for --help.
+    for name, text in RECIPES.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
+#: Commands whose flags come from their pydantic argument model (see ``args.parse_command``).
+RECIPES = {
+    "sft": "fine-tune a model with a tuner (swiftune sft [CONFIG.yaml] [--flags]; no arguments: the demo)",
+    "infer": "chat with, or batch-generate from, a model and its adapters",
+    "export": "merge adapters into the base model and save a plain transformers model",
+}
+
+
+def run_recipe(command: str, argv: Sequence[str]) -> int:
+    """Parse the command's arguments, then run it (torch is imported only here)."""
+    from ..recipes.arguments import COMMANDS
+    from .args import parse_command
+
+    arguments = parse_command(COMMANDS[command], argv, prog=f"swiftune {command}")
+    from .. import recipes
+
+    getattr(recipes, command)(arguments)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in RECIPES:
+        return _guarded(lambda: run_recipe(argv[0], argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    code = _guarded(lambda: _run_builtin(args))
+    if code is None:
+        parser.error(f"unknown command {args.command}")
+    return code
+
+
+def _run_builtin(args: argparse.Namespace) -> int | None:
+    if args.command == "plugins":
+        from .plugins_cmd import run_plugins
+
+        return run_plugins(as_json=args.json)
+    if args.command == "list":
+        from .plugins_cmd import run_list
+
+        return run_list(args.what)
+    return None
+
+
+def _guarded(run) -> int | None:
+    """Run a command; a user sees one line per error, not a traceback (SWIFTUNE_DEBUG=1 shows it)."""
     from ..errors import SwiftuneError
 
     try:
-        if args.command == "plugins":
-            from .plugins_cmd import run_plugins
-
-            return run_plugins(as_json=args.json)
-        if args.command == "list":
-            from .plugins_cmd import run_list
-
-            return run_list(args.what)
+        return run()
     except SwiftuneError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
         print(f"swiftune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -69,5 +110,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0]
         print(f"swiftune: error: {type(exc).__name__}: {first} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command}")
-    return 2

@@ -1,9 +1,12 @@
 """swiftune.testing: the conformance suite every tuner runs, built-in or third-party.
 
 The checks read the tuner's capability flags (``mergeable``, ``identity_at_init``,
-``prompt_learning``, ``trains_base_parameters``, ``needs_transformers_model``) and never its name,
-so a plugin gets the same suite as the built-ins. Each runs the tuner with its default config on
-tiny llama, qwen2, gpt2 and bert models built from configs, a plain MLP and a small conv net:
+``prompt_learning``, ``trains_base_parameters``, ``needs_transformers_model``,
+``default_targets_need_transformers``) and never its name, so a plugin gets the same suite as the
+built-ins. A tuner whose default targets need transformers structure skips the plain modules with
+its default config; run with explicit targets (``config=...``) they are checked like any other.
+Each runs the tuner with its default config on tiny llama, qwen2, gpt2 and bert models built from
+configs, a plain MLP and a small conv net:
 
 identity
     (``identity_at_init`` tuners) a fresh adapter leaves the logits unchanged.

@@ -101,6 +101,13 @@ def prepared(config: Config, case: ModelCase, train: int = 0, seed: int = 0) -> 
     return model
 
 
+def base_model(config: Config, case: ModelCase) -> nn.Module:
+    """``case``'s model as the tuner's ``prepare_model`` leaves it (e.g. quantized for QLoRA): the base
+    that a fresh or disabled adapter must reproduce. The plain model for tuners that prepare nothing."""
+    cfg = parse_config(config)
+    return tuner_class(cfg)("default", cfg).prepare_model(case.build())
+
+
 def _trainable(model: SwiftModel, adapter: str = "default") -> dict[str, nn.Parameter]:
     return dict(model.tuners[adapter].named_trainable_parameters(model.model))
 
@@ -108,7 +115,7 @@ def _trainable(model: SwiftModel, adapter: str = "default") -> dict[str, nn.Para
 # -- the checks -------------------------------------------------------------------------------------------
 def check_identity_at_init(config: Config, case: ModelCase) -> None:
     """A fresh adapter leaves the logits as the base model's."""
-    base = logits_of(case.build(), case)
+    base = logits_of(base_model(config, case), case)
     model = prepared(config, case)
     assert_close(logits_of(model, case), base, "logits right after adding the adapter vs the base model", atol=EXACT)
 
@@ -146,7 +153,7 @@ def check_only_adapter_trains(config: Config, case: ModelCase) -> None:
 def check_disable_adapters(config: Config, case: ModelCase) -> None:
     """``disable_adapters()`` gives the base logits exactly; leaving it gives the adapted ones back."""
     cls = tuner_class(config)
-    base = logits_of(case.build(), case)
+    base = logits_of(base_model(config, case), case)
     model = prepared(config, case, train=WARMUP_STEPS)
     adapted = logits_of(model, case)
     assert_differ(adapted, base, "adapted vs base logits after training")
@@ -178,15 +185,14 @@ def check_merge(config: Config, case: ModelCase) -> None:
 
     Not mergeable: ``merge_and_unload`` raises ``NotMergeableError`` and leaves the model working.
     """
-    cls = tuner_class(config)
     model = prepared(config, case, train=WARMUP_STEPS)
     adapted = logits_of(model, case)
-    if not cls.mergeable:
+    if not model.tuners["default"].mergeable:  # the instance: a bridge tuner may decide per config
         assert_raises(NotMergeableError, model.merge_and_unload, "merge_and_unload of a non-mergeable tuner")
         assert_raises(NotMergeableError, model.merge_adapter, "merge_adapter of a non-mergeable tuner")
         assert_close(logits_of(model, case), adapted, "logits after the refused merge")
         return
-    base = logits_of(case.build(), case)
+    base = logits_of(base_model(config, case), case)
     model.merge_adapter()
     assert_close(logits_of(model, case), adapted, "merged vs unmerged logits", MERGE_ATOL, MERGE_RTOL)
     model.unmerge_adapter()
@@ -229,14 +235,14 @@ def check_generate(config: Config, case: ModelCase, new_tokens: int = 4) -> None
         )
         with model.disable_adapters():
             disabled = model.generate(**inputs, **kwargs)
-        base_out = case.build().generate(**inputs, **kwargs)
+        base_out = base_model(config, case).generate(**inputs, **kwargs)
     assert torch.equal(disabled, base_out), "generate with adapters disabled differs from the base model's"
 
 
 def check_two_adapters(config: Config, case: ModelCase) -> None:
     """Two adapters of the tuner coexist; switching selects each one's logits; deleting one keeps the other."""
     cls = tuner_class(config)
-    base = logits_of(case.build(), case)
+    base = logits_of(base_model(config, case), case)
     model = prepared(config, case, train=WARMUP_STEPS)
     first = logits_of(model, case)
     model.add_adapter("second", config, active=False)
@@ -306,18 +312,30 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def skip_reason(tuner_cls: type[Tuner], case: ModelCase, check: str) -> str | None:
-    """Why ``check`` does not apply to ``tuner_cls`` on ``case`` (from the flags), or None."""
+def skip_reason(tuner_cls: type[Tuner], case: ModelCase, check: str, default_config: bool = True) -> str | None:
+    """Why ``check`` does not apply to ``tuner_cls`` on ``case`` (from the flags), or None.
+
+    ``default_config``: the tuner runs with its defaults (no field set but ``tuner``).
+    """
     if not case.is_transformers and (tuner_cls.needs_transformers_model or tuner_cls.prompt_learning):
         return f"tuner '{tuner_cls.name}' needs a transformers model; '{case.name}' is a plain nn.Module"
+    if not case.is_transformers and default_config and tuner_cls.default_targets_need_transformers:
+        return f"tuner '{tuner_cls.name}' needs explicit targets on a plain nn.Module like '{case.name}'"
     return CHECKS[check].applies(tuner_cls, case)
+
+
+def is_default_config(config: Config) -> bool:
+    """No field is set but ``tuner``."""
+    if isinstance(config, TunerConfig):
+        return not (config.model_fields_set - {"tuner"})
+    return set(config) <= {"tuner"}
 
 
 def run_check(check: str, config: Config, case: ModelCase) -> None:
     """Run one check by name; raises ``NotApplicable`` when the tuner's flags rule it out."""
     if check not in CHECKS:
         raise KeyError(f"unknown check '{check}'; known: {', '.join(CHECKS)}")
-    reason = skip_reason(tuner_class(config), case, check)
+    reason = skip_reason(tuner_class(config), case, check, is_default_config(config))
     if reason:
         raise NotApplicable(reason)
     CHECKS[check].run(config, case)

@@ -35,7 +35,7 @@ class ConformanceCase:
         return f"{self.tuner}-{self.model}-{self.check}"
 
     def skip_reason(self) -> str | None:
-        return skip_reason(registries.tuners.get(self.tuner), self.case, self.check)
+        return skip_reason(registries.tuners.get(self.tuner), self.case, self.check, not self.overrides)
 
     def run(self) -> None:
         run_check(self.check, self.config, self.case)

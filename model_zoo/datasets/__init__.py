@@ -1,5 +1,30 @@
-"""Built-in datasets (see docs)."""
+"""Built-in dataset adapters and registered datasets (``swiftune list datasets``).
+
+``swiftune-demo`` ships inside the package (``model_zoo/data/swiftune-demo.jsonl``, written by
+``model_zoo/data/make_demo.py``); every other entry lives on a hub. See docs/datasets.md.
+"""
+
+DEMO_DATASET = "swiftune-demo"
 
 
 def register_all(register):
-    """Register every built-in entry of this kind."""
+    """Register the built-in adapters, the demo dataset and the hub datasets."""
+    from swiftune.dataset import DatasetEntry
+
+    from .adapters import ADAPTERS
+    from .entries import ENTRIES
+
+    for adapter in ADAPTERS:
+        register(adapter)
+    register(
+        DatasetEntry(
+            DEMO_DATASET,
+            "teaches the default model to be 'Swifty' by the swiftune team, answering 'Swifty here! ...' (local)",
+            "messages",
+            path="data/swiftune-demo.jsonl",
+            package="swiftune.model_zoo",
+            tags=("chat", "demo"),
+        )
+    )
+    for entry in ENTRIES:
+        register(entry)

@@ -1,5 +1,15 @@
-"""Built-in models (see docs)."""
+"""Built-in model families (``swiftune list models``); see docs/models.md.
+
+``decoders``: causal LMs transformers implements; ``encoders``: BERT, T5, BART, ViT (tasks beyond
+causal LM); ``remote``: families whose modelling code lives in their hub repositories.
+"""
 
 
 def register_all(register):
-    """Register every built-in entry of this kind."""
+    """Register every built-in ``ModelFamily``."""
+    from .decoders import FAMILIES as DECODERS
+    from .encoders import FAMILIES as ENCODERS
+    from .remote import FAMILIES as REMOTE
+
+    for family in (*DECODERS, *ENCODERS, *REMOTE):
+        register(family)

@@ -1,5 +1,9 @@
-"""Built-in templates (see docs)."""
+"""Built-in chat templates (``swiftune list templates``); see docs/datasets.md."""
 
 
 def register_all(register):
-    """Register every built-in entry of this kind."""
+    """Register every built-in ``ChatTemplate``."""
+    from .builtin import TEMPLATES
+
+    for template in TEMPLATES:
+        register(template)

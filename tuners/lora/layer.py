@@ -17,6 +17,8 @@ from torch import nn
 from swiftune.layers import WrapperLayer
 from swiftune.module_utils import is_linear
 
+from .fused import is_plain_linear, lora_linear
+
 
 class LoraLayer(WrapperLayer):
     """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run."""
@@ -116,19 +118,36 @@ class LoraLinear(LoraLayer):
         return delta.T if self.fan_in_fan_out else delta
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self.base_layer(x, *args, **kwargs)
-        for name in self._run:
+        base = self.base_layer
+        run = self._run
+        if len(run) == 1 and not args and not kwargs and is_plain_linear(base):
+            name = run[0]
+            a, b, w, bias = self.lora_A[name].weight, self.lora_B[name].weight, base.weight, base.bias
+            if (
+                x.dtype == w.dtype == a.dtype == b.dtype
+                and (bias is None or bias.dtype == w.dtype)
+                and (x.dim() == 2 or (x.dim() > 2 and x.is_contiguous()))
+                and not torch.is_autocast_enabled(x.device.type)
+            ):
+                # One autograd node for base + LoRA; see fused.py for what that saves. The input
+                # conditions are those under which F.linear itself runs the same (add)mm, so the
+                # base part is bit-for-bit the base layer's output.
+                return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
+        result = base(x, *args, **kwargs)
+        if not run:
+            return result
+        autocast = torch.is_autocast_enabled(x.device.type)
+        for name in run:
             a = self.lora_A[name].weight
             b = self.lora_B[name].weight
             h = self._drop(x, name)
-            if h.dtype == a.dtype == result.dtype and not torch.is_autocast_enabled(x.device.type):
-                # One fused kernel for "result + scaling * (h A^T) B^T", no temporaries kept.
-                flat = torch.addmm(
-                    result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]) @ a.T, b.T, alpha=self.scaling[name]
-                )
+            if h.dtype == a.dtype == result.dtype and not autocast:
+                # One GEMM for "result + scaling * (h A^T) B^T" (beta=1), no scaled temporary.
+                t = h.reshape(-1, h.shape[-1]) @ a.T
+                flat = torch.addmm(result.reshape(-1, result.shape[-1]), t, b.T, alpha=self.scaling[name])
                 result = flat.view(result.shape)
             else:
-                h = h if torch.is_autocast_enabled(x.device.type) else h.to(a.dtype)
+                h = h if autocast else h.to(a.dtype)
                 result = result + (F.linear(F.linear(h, a), b) * self.scaling[name]).to(result.dtype)
         return result
 

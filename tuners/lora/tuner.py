@@ -7,9 +7,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from swiftune.modules_to_save import PEFT_PREFIX, ModulesToSave
-from swiftune.module_utils import find_targets, set_module
-from swiftune.serialization import check_no_unexpected, copy_checked
+from swiftune.layers import WrapperLayer
+from swiftune.modules_to_save import PEFT_PREFIX, ModulesToSave, TrainableCopy
+from swiftune.module_utils import find_targets, iter_sites, name_matches, set_module
+from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
 
 from . import layer as lora_layer
@@ -40,7 +41,7 @@ class Lora(Tuner):
             exclude_modules=cfg.exclude_modules,
             layers_to_transform=cfg.layers_to_transform,
             layers_pattern=cfg.layers_pattern,
-            skip_names=set(cfg.modules_to_save or ()),
+            skip_names=self._modules_to_save_names(model),
         )
         if not sites:
             raise ValueError(f"target_modules={cfg.target_modules!r} matched no supported module of the model")
@@ -52,10 +53,28 @@ class Lora(Tuner):
             wrapper.add_adapter(self.adapter_name, cfg.r, cfg.scaling, cfg.lora_dropout, cfg.init_lora_weights)
         self.extra_modules.inject(model)
 
+    def _modules_to_save_names(self, model: nn.Module) -> set[str]:
+        """Modules trained in full (and everything inside them) get no LoRA, as in PEFT."""
+        spec = self.config.modules_to_save
+        if not spec:
+            return set()
+        names = [s.name for s in iter_sites(model)]
+        roots = [n for n in names if name_matches(n, spec)]
+        return {n for n in names if any(n == r or n.startswith(r + ".") for r in roots)}
+
     def layers(self, model: nn.Module) -> Iterator[tuple[str, lora_layer.LoraLayer]]:
         for path, module in model.named_modules():
             if isinstance(module, lora_layer.LoraLayer) and self.adapter_name in module.scaling:
                 yield path, module
+
+    def logical_layers(self, model: nn.Module) -> Iterator[tuple[str, lora_layer.LoraLayer]]:
+        """``layers`` under logical names (through other tuners' wrappers): the names keys use."""
+        for site in iter_sites(model):
+            module = site.module
+            while isinstance(module, WrapperLayer):
+                if isinstance(module, lora_layer.LoraLayer) and self.adapter_name in module.scaling:
+                    yield site.name, module
+                module = module.base_layer
 
     def set_active(self, model: nn.Module, active: bool) -> None:
         for _, layer in self.layers(model):
@@ -75,9 +94,13 @@ class Lora(Tuner):
             return
         names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         if self.config.bias == "all":
-            lora_ids = {id(p) for _, layer in self.layers(model) for p in layer.adapter_tensors(self.adapter_name).values()}
+            # Biases of LoRA parts and of modules_to_save (whose copies train in full) are not base biases.
+            skip = {id(p) for _, layer in self.layers(model) for p in layer.adapter_tensors(self.adapter_name).values()}
+            for m in model.modules():
+                if isinstance(m, TrainableCopy):
+                    skip |= {id(p) for p in m.parameters()}
             for n, p in model.named_parameters():
-                if n.endswith("bias") and id(p) not in lora_ids and ".modules_to_save." not in n:
+                if n.endswith("bias") and id(p) not in skip:
                     yield n, p
         else:
             for _, layer in self.layers(model):
@@ -94,7 +117,7 @@ class Lora(Tuner):
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
-        for path, layer in self.layers(model):
+        for path, layer in self.logical_layers(model):
             for suffix, tensor in layer.adapter_tensors(self.adapter_name).items():
                 out[f"{PEFT_PREFIX}{path}.{suffix}"] = tensor
         for n, p in self._bias_parameters(model):
@@ -103,18 +126,19 @@ class Lora(Tuner):
         return {k: v.detach() for k, v in out.items()}
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-        used: set[str] = set()
-        for path, layer in self.layers(model):
+        targets: dict[str, tuple[torch.Tensor, str]] = {}
+        for path, layer in self.logical_layers(model):
             for suffix, tensor in layer.adapter_tensors(self.adapter_name).items():
-                key = f"{PEFT_PREFIX}{path}.{suffix}"
-                copy_checked(tensor, state_dict, key, path)
-                used.add(key)
+                targets[f"{PEFT_PREFIX}{path}.{suffix}"] = (tensor, path)
+            # PEFT saves the whole base weight of targeted embedding / lm_head layers (they may have
+            # been resized or trained); loading it, as PEFT does, gives the same model.
+            base_key = f"{PEFT_PREFIX}{path}.base_layer.weight"
+            if base_key in state_dict:
+                targets[base_key] = (layer.get_base_layer().weight, path)
         for n, p in self._bias_parameters(model):
-            key = f"{PEFT_PREFIX}{n}"
-            copy_checked(p, state_dict, key, n.rpartition(".")[0])
-            used.add(key)
-        used |= self.extra_modules.load_state_dict(model, state_dict)
-        check_no_unexpected(state_dict, used, self.adapter_name)
+            targets[f"{PEFT_PREFIX}{n}"] = (p, n.rpartition(".")[0])
+        targets.update(self.extra_modules.load_targets(model, state_dict))
+        load_checked(targets, state_dict, self.adapter_name)
 
     # -- merging ---------------------------------------------------------------------------------------------
     def merge(self, model: nn.Module) -> None:

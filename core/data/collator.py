@@ -1,0 +1,60 @@
+"""Padding tokenized rows into a batch: ``input_ids`` with the pad id, ``labels`` with -100,
+``attention_mask`` with 0. Right padding for training (a causal LM's positions then match the
+unpadded sequence); left padding is for batched generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .encode import IGNORE_INDEX
+from .errors import DataError
+
+
+@dataclass
+class DataCollator:
+    """A callable for ``torch.utils.data.DataLoader(collate_fn=...)`` / ``Trainer(data_collator=...)``."""
+
+    pad_token_id: int
+    padding_side: str = "right"
+    label_pad_id: int = IGNORE_INDEX
+    pad_to_multiple_of: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.padding_side not in ("right", "left"):
+            raise DataError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, padding_side: str = "right", **kwargs: Any) -> "DataCollator":
+        """Pad with the tokenizer's pad token, or its eos token when it has none (common for LMs)."""
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise DataError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+        return cls(pad_token_id=pad, padding_side=padding_side, **kwargs)
+
+    def _pad(self, seq: Sequence[int], length: int, value: int) -> list[int]:
+        fill = [value] * (length - len(seq))
+        return [*seq, *fill] if self.padding_side == "right" else [*fill, *seq]
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        if not features:
+            raise DataError("cannot collate an empty batch")
+        length = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = {
+            "input_ids": [self._pad(f["input_ids"], length, self.pad_token_id) for f in features],
+            "attention_mask": [
+                self._pad(f.get("attention_mask") or [1] * len(f["input_ids"]), length, 0) for f in features
+            ],
+        }
+        if "labels" in features[0]:
+            first = features[0]["labels"]
+            if isinstance(first, (list, tuple)):
+                batch["labels"] = [self._pad(f["labels"], length, self.label_pad_id) for f in features]
+            else:  # classification: one class index per row
+                batch["labels"] = [f["labels"] for f in features]
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}

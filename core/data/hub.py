@@ -1,0 +1,116 @@
+"""Hub sources: a Hugging Face dataset id (``datasets.load_dataset``) or a ModelScope id (``MsDataset``).
+
+Offline, these fail at once with a message that says so and how to use a local copy, instead of
+retrying for minutes: the Hugging Face offline variables are honoured, and otherwise a short TCP
+probe of the hub's host decides before any download starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from .errors import DataError, OfflineError
+from .readers import RawRows, read_local
+
+HF_HOST = "huggingface.co"
+MS_HOST = "www.modelscope.cn"
+PROBE_TIMEOUT_S = 3.0
+#: Set to 1 to treat every hub as unreachable (no probing).
+OFFLINE_ENV = "SWIFTUNE_OFFLINE"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def hf_offline_mode() -> str | None:
+    """The Hugging Face offline variable that is set, if any (``datasets`` then reads only its cache)."""
+    return next((f"{n}=1 is set" for n in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if _env_on(n)), None)
+
+
+def offline_reason(hub: str) -> str | None:
+    """Why ``hub`` ("hf" or "ms") cannot be reached now, or None when it can (as far as we can tell)."""
+    if _env_on(OFFLINE_ENV):
+        return f"{OFFLINE_ENV}=1 is set"
+    if hub == "hf" and hf_offline_mode():
+        return hf_offline_mode()
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # a proxy may reach what a direct probe cannot
+    host = HF_HOST if hub == "hf" else MS_HOST
+    try:
+        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"{host} cannot be reached ({exc.strerror or exc})"
+    return None
+
+
+def offline_message(what: str, reasons: list[str]) -> str:
+    return (
+        f"dataset {what} must be downloaded from a hub, but this machine is offline: {'; '.join(reasons)}. "
+        "Download it where there is a network (datasets.load_dataset(...).save_to_disk(DIR), or a .jsonl/.parquet "
+        "export) and pass the local path instead"
+    )
+
+
+def load_hf(dataset_id: str, subset: str | None, split: str) -> RawRows:
+    """One split of a Hugging Face Hub dataset (network, or the local datasets cache when offline vars are set)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, subset, split=split)
+    except ValueError as exc:
+        if "split" in str(exc).lower():
+            raise DataError(f"hf::{dataset_id}: {exc}") from None
+        raise
+    except (ConnectionError, OSError) as exc:
+        reasons = [r for r in (hf_offline_mode(), f"{type(exc).__name__}: {exc}") if r]
+        raise OfflineError(offline_message(f"hf::{dataset_id}", reasons), reasons) from None
+    except Exception as exc:  # noqa: BLE001 - datasets raises its own types for a missing dataset
+        if type(exc).__name__ in {"DatasetNotFoundError", "DataFilesNotFoundError", "LocalEntryNotFoundError"}:
+            raise DataError(f"hf::{dataset_id}{f' ({subset})' if subset else ''}: {exc}") from None
+        raise
+    return RawRows(f"hf::{dataset_id}{f'/{subset}' if subset else ''}:{split}", ds)
+
+
+def load_ms(dataset_id: str, subset: str | None, split: str) -> RawRows:
+    """One split of a ModelScope dataset: ``MsDataset.load`` when ModelScope's dataset extras are
+    installed, otherwise the repository's files (``dataset_snapshot_download``) read as a local folder."""
+    origin = f"ms::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
+    try:
+        try:
+            from modelscope.msdatasets import MsDataset
+        except ImportError:
+            return _load_ms_snapshot(dataset_id, subset, split, origin)
+        kwargs = {"subset_name": subset} if subset else {}
+        loaded = MsDataset.load(dataset_id, split=split, **kwargs)
+    except (ConnectionError, OSError) as exc:
+        reasons = [f"{type(exc).__name__}: {exc}"]
+        raise OfflineError(offline_message(f"ms::{dataset_id}", reasons), reasons) from None
+    ds = loaded.to_hf_dataset() if hasattr(loaded, "to_hf_dataset") else loaded
+    return RawRows(origin, ds)
+
+
+def _load_ms_snapshot(dataset_id: str, subset: str | None, split: str, origin: str) -> RawRows:
+    from pathlib import Path
+
+    try:
+        from modelscope.hub.snapshot_download import dataset_snapshot_download
+    except ImportError as exc:
+        raise DataError(f"ms::{dataset_id} needs the modelscope package: pip install modelscope ({exc})") from None
+    folder = dataset_snapshot_download(dataset_id)
+    raw = read_local(Path(folder), split, subset=subset)
+    raw.origin = origin
+    return raw
+
+
+def load_hub(hub: str, dataset_id: str, subset: str | None, split: str) -> RawRows:
+    """Load from "hf" or "ms" after checking the hub can be reached. In Hugging Face offline mode
+    the local ``datasets`` cache is still tried (it fails fast when the dataset is not there)."""
+    reason = offline_reason(hub)
+    if hub == "hf" and reason is not None and reason == hf_offline_mode():
+        return load_hf(dataset_id, subset, split)
+    if reason is not None:
+        raise OfflineError(offline_message(f"{hub}::{dataset_id}", [reason]), [reason])
+    return load_hf(dataset_id, subset, split) if hub == "hf" else load_ms(dataset_id, subset, split)

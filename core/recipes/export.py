@@ -1,0 +1,56 @@
+"""``swiftune export``: fold the adapters into the base weights and save a plain transformers model.
+
+The result (safetensors weights, config, generation config, tokenizer) loads with
+``AutoModelForCausalLM.from_pretrained`` alone and gives the adapter model's logits. It is written
+into a temporary sibling folder and renamed into place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ConfigError
+from .arguments import ExportArguments
+
+EXPORT_INFO = "swiftune_export.json"
+
+
+def run_export(args: ExportArguments) -> Path:
+    import torch
+
+    from .rebuild import rebuild
+    from .runtime import quiet_libraries
+    from .trainer import publish
+
+    quiet_libraries()
+    if not args.adapter:
+        raise ConfigError("--adapter: required (an adapter folder or sft output folder; repeatable)")
+    output = Path(args.output).expanduser()
+    if output.exists() and any(output.iterdir()) and not args.overwrite:
+        raise ConfigError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
+
+    built = rebuild(args.adapter, model=args.model)
+    merged = built.model.merge_and_unload()
+    if args.dtype != "auto":
+        merged = merged.to(getattr(torch, args.dtype))
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = output.parent / f".{output.name}.export-{os.getpid()}"
+    if staged.exists():
+        shutil.rmtree(staged)
+    try:
+        merged.save_pretrained(staged)
+        built.tokenizer.save_pretrained(staged)
+        info = {"swiftune_version": __version__, "base_model": built.base,
+                "adapters": {n: str(p.resolve()) for n, p in built.adapters.items()}}
+        (staged / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        publish(staged, output)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    print(f"merged model written to {output}")
+    return output

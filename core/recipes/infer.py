@@ -1,0 +1,105 @@
+"""``swiftune infer``: chat with a model and its adapters, or generate for a whole file.
+
+Batch mode (``--input`` / ``--output``) writes each input row plus its ``response`` (an input
+``response`` column, a reference answer, is kept as ``reference``); prompts are
+generated ``--batch-size`` at a time with left padding, in input order. Without ``--input`` it is
+an interactive chat (see ``chat.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .arguments import InferArguments
+from .generation import Generator
+
+
+def inference_dtype(precision: str) -> Any:
+    """Weights for generation: fp32 on CPU unless asked otherwise; bf16 / fp16 on GPU (auto)."""
+    import torch
+
+    from .runtime import resolve_precision, torch_dtype
+
+    if precision == "auto" and not torch.cuda.is_available():
+        return torch.float32
+    return torch_dtype(resolve_precision(precision))
+
+
+def build_generator(args: InferArguments) -> Generator:
+    import torch
+
+    from .rebuild import rebuild
+
+    if not args.adapter and not args.model:
+        raise ConfigError("--adapter or --model: give an adapter (or sft output folder) or a base model")
+    built = rebuild(args.adapter, model=args.model, template=args.template, dtype=inference_dtype(args.precision))
+    model = built.model
+    if args.merge:
+        if not built.adapters:
+            raise ConfigError("--merge: there is no adapter to merge (give --adapter)")
+        model = model.merge_and_unload()
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    return Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=args.max_length)
+
+
+def run_infer(args: InferArguments) -> list[dict[str, Any]] | None:
+    """Batch mode returns the written rows; chat mode returns None after the session ends."""
+    from transformers import set_seed
+
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    if bool(args.input) != bool(args.output):
+        missing = "--output" if args.input else "--input"
+        raise ConfigError(f"{missing}: batch mode needs both --input and --output")
+    set_seed(args.seed)
+    generator = build_generator(args)
+    if args.input:
+        return run_batch(generator, args)
+    from .chat import chat_loop
+
+    chat_loop(generator, args)
+    return None
+
+
+def run_batch(generator: Generator, args: InferArguments) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    from . import bridge
+
+    rows = bridge.read_prompt_rows(args.input)
+    if not rows:
+        raise ConfigError(f"--input: {args.input} has no rows")
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    written: list[dict[str, Any]] = []
+    with tmp.open("w") as fh, tqdm(total=len(rows), desc="generating", unit="row") as bar:
+        for start in range(0, len(rows), args.batch_size):
+            chunk = rows[start : start + args.batch_size]
+            prompts = [generator.encode(_with_system(msgs, args.system)) for _, msgs in chunk]
+            answers = generator.generate(prompts, args)
+            for (row, _), answer in zip(chunk, answers):
+                record = dict(row)
+                if "response" in record:  # a reference answer in the input (query-response rows)
+                    record["reference"] = record.pop("response")
+                record["response"] = answer
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written.append(record)
+            fh.flush()
+            bar.update(len(chunk))
+    os.replace(tmp, out_path)
+    print(f"wrote {len(written)} rows to {out_path}")
+    return written
+
+
+def _with_system(messages: list[dict], system: str | None) -> list[dict]:
+    if system and not (messages and messages[0].get("role") == "system"):
+        return [{"role": "system", "content": system}, *messages]
+    return messages

@@ -1,0 +1,46 @@
+"""``loss.png``: train loss (raw and smoothed) and eval loss against the step, from logging.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def smooth(values: Sequence[float], weight: float = 0.8) -> list[float]:
+    """Debiased exponential moving average (TensorBoard's smoothing)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def plot_loss(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Write the loss plot; returns its path, or None when nothing was logged."""
+    train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+    evals = [(r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        steps, losses = zip(*train)
+        ax.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=1, label="train loss")
+        ax.plot(steps, smooth(losses), color="tab:blue", linewidth=2, label="train loss (smoothed)")
+    if evals:
+        steps, losses = zip(*evals)
+        ax.plot(steps, losses, color="tab:orange", marker="o", linewidth=1.5, label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

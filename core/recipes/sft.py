@@ -1,0 +1,228 @@
+"""``swiftune sft``: supervised fine-tuning with one tuner on the transformers ``Trainer``.
+
+The run folder gets ``args.json`` (everything ``infer`` needs to rebuild the model), the
+``logging.jsonl`` run log, atomic ``checkpoint-N/`` folders, the final adapter in ``final/`` and
+``loss.png``. Distribution (DDP, FSDP, DeepSpeed) is the Trainer's: launch with ``torchrun`` or
+``accelerate launch``; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError
+from .arguments import SftArguments
+from .runtime import is_main_process, resolve_precision, world_size
+
+ARGS_NAME = "args.json"
+FINAL_NAME = "final"
+
+
+@dataclass
+class SftResult:
+    """What a run produced: its folder, the final adapter and the last logged metrics."""
+
+    output_dir: Path
+    adapter_dir: Path
+    global_step: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def default_output_dir(args: SftArguments) -> Path:
+    if world_size() > 1:
+        raise ConfigError("--output-dir: required for a distributed run (every process must write to the same place)")
+    model = Path(args.model.rstrip("/")).name.replace(".gguf", "") or "model"
+    return Path("output") / f"{model}-{args.tuner}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_model(name: str) -> str:
+    """Local paths become absolute (``args.json`` must work from any directory); names stay names."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def resume_checkpoint(args: SftArguments, output_dir: Path) -> str | None:
+    """The checkpoint to resume from (None: start from step 0); refuses to clobber a previous run."""
+    from .trainer import complete_checkpoints, newest_checkpoint
+
+    if isinstance(args.resume, str):
+        path = Path(args.resume)
+        if not (path / "trainer_state.json").is_file():
+            raise ConfigError(f"--resume: {path} is not a complete checkpoint folder (no trainer_state.json)")
+        return str(path)
+    if args.resume:
+        found = newest_checkpoint(output_dir)
+        if found is None and is_main_process():
+            print(f"swiftune: no checkpoint in {output_dir} yet; starting from step 0")
+        return str(found) if found else None
+    if complete_checkpoints(output_dir) and not args.overwrite_output_dir:
+        raise ConfigError(
+            f"--output-dir: {output_dir} already holds checkpoints; pass --resume to continue that run, "
+            "--overwrite-output-dir to start afresh, or another --output-dir"
+        )
+    return None
+
+
+def clear_previous_run(output_dir: Path) -> None:
+    from .callbacks import LOG_NAME
+    from .trainer import STAGING, complete_checkpoints
+
+    for path in complete_checkpoints(output_dir):
+        shutil.rmtree(path)
+    for name in (LOG_NAME, STAGING, FINAL_NAME):
+        target = output_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def training_arguments(args: SftArguments, output_dir: Path, precision: str, has_eval: bool):
+    from transformers import TrainingArguments
+
+    import torch
+
+    eval_steps = args.eval_steps or args.save_steps
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size or args.per_device_train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler_type,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        optim=args.optim,
+        activation_checkpointing=args.gradient_checkpointing,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        logging_steps=args.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to=args.report_to or "none",
+        dataloader_num_workers=args.dataloader_num_workers,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend=args.ddp_backend,
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
+        fsdp=args.fsdp,
+        fsdp_config=args.fsdp_config,
+        deepspeed=args.deepspeed,
+    )
+
+
+def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, Any]) -> None:
+    data = {"command": "sft", "swiftune_version": __version__, **args.to_json_dict(), **resolved}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / f".{ARGS_NAME}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, output_dir / ARGS_NAME)
+
+
+def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any, trainer: Any,
+            precision: str, output_dir: Path) -> str:
+    """The start banner: model, tuner, trainable parameters, data and the step count."""
+    params = swift.trainable_summary()
+    tokens = sum(len(ids) for ids in train["input_ids"])
+    answer = sum(sum(1 for t in labels if t != -100) for labels in train["labels"])
+    args = trainer.args
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    steps = args.max_steps if args.max_steps > 0 else max(1, -(-len(train) // batch)) * int(-(-args.num_train_epochs // 1))
+    tuner_args = {k: v for k, v in tuner_config.to_dict().items() if k not in ("tuner",) and v not in (None, [], False)}
+    lines = [
+        f"model      {model_name}",
+        f"tuner      {tuner_config.tuner} {json.dumps(tuner_args)}",
+        f"trainable  {params.trainable:,} of {params.total:,} parameters ({params.percent:.3f}%)",
+        f"data       {len(train):,} train examples ({tokens:,} tokens, {answer:,} trained on), {len(val) if val is not None else 0:,} eval",
+        f"steps      ~{steps:,} optimizer steps of {batch} examples, precision {precision}, {args.world_size} process(es)",
+        f"output     {output_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def run_sft(args: SftArguments) -> SftResult:
+    from transformers import set_seed
+
+    from ..api import Swift
+    from . import bridge
+    from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
+    from .plot import plot_loss
+    from .runtime import quiet_libraries
+    from .trainer import STAGING, SwiftTrainer, publish
+
+    quiet_libraries()
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    tuner_config = args.tuner_config()
+    resume = resume_checkpoint(args, output_dir)
+    if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
+        clear_previous_run(output_dir)
+    precision = resolve_precision(args.precision)
+
+    set_seed(args.seed)
+    model, tokenizer = bridge.load_model_and_tokenizer(args.model)
+    template = bridge.resolve_template(args.template, model, tokenizer)
+    train_rows, val_rows = bridge.load_train_val(
+        args.dataset, args.val_dataset, seed=args.seed, val_ratio=args.val_ratio, skip_bad_rows=args.skip_bad_rows
+    )
+    train = bridge.tokenize(train_rows, tokenizer, template, args.max_length, args.truncation, args.packing)
+    val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
+
+    swift = Swift.prepare(model, tuner_config)
+    trainer = SwiftTrainer(
+        model=swift,
+        args=training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0),
+        train_dataset=train,
+        eval_dataset=val,
+        data_collator=bridge.collator(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[RunLogger(output_dir), *debug_hooks()],
+    )
+    if trainer.args.should_save:
+        resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
+                    "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
+                    "resolved_precision": precision}
+        write_args_json(args, output_dir, resolved)
+        print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir), flush=True)
+        if resume:
+            print(f"resuming from {resume}", flush=True)
+
+    result = trainer.train(resume_from_checkpoint=resume)
+    if val is not None and len(val) and not any(
+        r.get("step") == trainer.state.global_step and "eval_loss" in r for r in trainer.state.log_history
+    ):
+        trainer.evaluate()
+
+    final = output_dir / FINAL_NAME
+    staged = output_dir / STAGING / FINAL_NAME
+    if trainer.args.should_save and staged.exists():
+        shutil.rmtree(staged)
+    trainer.save_model(str(staged))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        publish(staged, final)
+        try:
+            (output_dir / STAGING).rmdir()  # only when empty: leftovers are kept for inspection
+        except OSError:
+            pass
+        records = read_log(output_dir / LOG_NAME)
+        plot_loss(records, output_dir / "loss.png", title=f"{args.model} + {args.tuner}")
+        print(f"final adapter: {final}", flush=True)
+    return SftResult(output_dir=output_dir, adapter_dir=final, global_step=result.global_step, metrics=dict(result.metrics))

@@ -1,0 +1,151 @@
+"""``SwiftTrainer``: the transformers ``Trainer``, saving adapters and checkpointing atomically.
+
+* Model files are the adapters alone (``SwiftModel.save_pretrained``: PEFT's layout, safetensors),
+  not the whole state dict; resuming loads them back into the tuners already on the model.
+* A checkpoint is written by the Trainer into ``<output>/.staging/checkpoint-N`` and published by
+  one ``os.replace`` to ``<output>/checkpoint-N`` once every file (adapter, optimizer, scheduler,
+  RNG, trainer state) is there, so a kill during saving never leaves a ``checkpoint-N`` that looks
+  complete and is not. Old checkpoints are retired the same way (renamed away, then deleted).
+* Optimizer, scheduler, RNG and data position are restored by the Trainer's own resume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+
+from ..serialization import adapter_dir, read_adapter_weights
+from ..swift_model import SwiftModel
+from .faults import fault_point
+
+STAGING = ".staging"
+STATE_FILE = "trainer_state.json"
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Published checkpoints, oldest first (staging folders are never listed)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+
+
+def newest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = complete_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def retire(path: Path, staging_root: Path) -> None:
+    """Delete a folder so that no half-deleted copy is ever visible under its name."""
+    staging_root.mkdir(parents=True, exist_ok=True)
+    trash = staging_root / f"trash-{path.name}-{os.getpid()}"
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> None:
+    """Move a finished folder into place in one rename (an older folder of that name is retired)."""
+    if final.exists():
+        retire(final, staged.parent)
+    os.replace(staged, final)
+
+
+def load_adapters_into(model: SwiftModel, folder: str | Path) -> None:
+    """Load every adapter saved in ``folder`` into the tuner of the same name on ``model``."""
+    for name, tuner in model.tuners.items():
+        tuner.load_state_dict(model.model, read_adapter_weights(adapter_dir(folder, name)))
+
+
+class SwiftTrainer(Trainer):
+    """A ``Trainer`` whose model is a ``SwiftModel``; see the module docstring."""
+
+    _staging = False
+
+    # -- what a checkpoint holds ------------------------------------------------------------------
+    def _swift_model(self) -> SwiftModel | None:
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        return model if isinstance(model, SwiftModel) else None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        swift = self._swift_model()
+        if swift is None:
+            return super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        swift.save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        swift = self._swift_model()
+        if swift is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_adapters_into(swift, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        swift = self._swift_model()
+        if swift is None:
+            return super()._load_best_model()
+        load_adapters_into(swift, self.state.best_model_checkpoint)
+
+    # -- atomic checkpoints -----------------------------------------------------------------------
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = Path(super()._get_output_dir(trial))
+        staging_root = run_dir / STAGING
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = staging_root / name, run_dir / name
+        if self.args.should_save and staged.exists():
+            shutil.rmtree(staged)  # a leftover of a run killed while saving
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        # Every rank has written its part (e.g. its RNG state) before the folder is published.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            self._unstage_best(staged, final)
+            fault_point("before_publish", self.state.global_step)
+            publish(staged, final)
+            self._rotate(run_dir)
+        self.accelerator.wait_for_everyone()
+
+    def _unstage_best(self, staged: Path, final: Path) -> None:
+        """The Trainer recorded the best checkpoint under its staging path: point it at the final one."""
+        best = self.state.best_model_checkpoint
+        if best and Path(best) == staged:
+            self.state.best_model_checkpoint = str(final)
+            self.state.save_to_json(str(staged / STATE_FILE))
+
+    def _rotate(self, run_dir: Path) -> None:
+        limit = self.args.save_total_limit
+        if not limit or limit <= 0:
+            return
+        checkpoints = [Path(p) for p in sort_checkpoints(str(run_dir), PREFIX_CHECKPOINT_DIR)]
+        protected = {checkpoints[-1]} if checkpoints else set()
+        if self.state.best_model_checkpoint:
+            protected.add(Path(self.state.best_model_checkpoint))
+        excess = len(checkpoints) - max(limit, len(protected))
+        for path in checkpoints:
+            if excess <= 0:
+                break
+            if path not in protected:
+                retire(path, run_dir / STAGING)
+                excess -= 1

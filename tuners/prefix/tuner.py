@@ -1,0 +1,117 @@
+"""The ``prefix`` tuner: trained keys / values in front of every layer, through the KV cache.
+
+A forward pre-hook on the base model puts the prefixes into the cache whenever a call starts
+with an empty one (every training forward, the prefill step of ``generate``), adds their columns
+to the attention mask and moves the caller's positions past them. Later decoding steps find them
+in the cache already. Keys and file format are PEFT's prefix tuning (``prompt_embeddings``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from swiftune.serialization import load_checked
+from swiftune.tuner import Tuner
+from swiftune.tuners.prompt import common
+
+from .cache import fill_cache, kv_shape, per_layer
+from .config import PrefixConfig
+from .encoder import PrefixEncoder
+
+WEIGHTS_KEY = "prompt_embeddings"
+
+
+class PrefixTuning(Tuner):
+    name = "prefix"
+    description = "trained per-layer key/value prefixes through the model's KV cache"
+    config_class = PrefixConfig
+    mergeable = False
+    identity_at_init = False
+    prompt_learning = True
+    needs_transformers_model = True
+    peft_compatible = True
+
+    config: PrefixConfig
+
+    def __init__(self, adapter_name: str, config: PrefixConfig) -> None:
+        super().__init__(adapter_name, config)
+        self.active = False
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # caches this adapter put its prefix into
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def inject(self, model: nn.Module) -> None:
+        common.check_decoder_or_encoder(model, self.name)
+        cfg = common.fill(self.config, {**kv_shape(model), "num_transformer_submodules": 1}, self.name)
+        if cfg.token_dim % cfg.num_attention_heads:
+            raise ValueError(f"token_dim={cfg.token_dim} is not a multiple of num_attention_heads={cfg.num_attention_heads}")
+        self.config = common.fill(
+            cfg, {"encoder_hidden_size": cfg.token_dim, "task_type": common.task_type(model)}, self.name
+        )
+        # A projection only shapes training: loaded files hold the prefixes it produced (PEFT's inference mode).
+        hidden = self.config.encoder_hidden_size if self.config.prefix_projection and not self.loading else None
+        device = model.get_input_embeddings().weight.device
+        encoder = PrefixEncoder(
+            self.config.num_virtual_tokens,
+            self.config.token_dim,
+            self.config.num_layers,
+            projection_hidden=hidden,
+            zero_init=self.config.init_weights == "zero",
+        ).to(device)
+        common.attach(model, self.adapter_name, encoder)
+        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+
+    def set_active(self, model: nn.Module, active: bool) -> None:
+        self.active = active
+
+    def remove(self, model: nn.Module) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        common.detach(model, self.adapter_name)
+
+    # -- the forward change --------------------------------------------------------------------------------
+    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.active:
+            return None
+        kwargs = common.bind_inputs(model, args, kwargs)
+        return (), self.rewrite(model, kwargs)
+
+    def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's keyword arguments with the prefix in the cache, mask and positions adjusted."""
+        num = self.config.num_virtual_tokens
+        tokens = common.token_inputs(kwargs, self.name)
+        batch, length = tokens.shape[:2]
+        cache = kwargs.get("past_key_values")
+        past = common.cache_length(cache)
+        if past == 0:
+            common.check_no_checkpointing(model, self.name)
+            rows = common.encoder_of(model, self.adapter_name)().to(model.dtype)
+            cache = fill_cache(model, cache, per_layer(rows, self.config.num_layers, self.config.num_attention_heads, batch))
+            self._caches.add(cache)
+            kwargs["past_key_values"] = cache
+            excluded = common.caller_excludes_virtual(kwargs, num, num + length, default=True)
+        else:
+            excluded = common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)
+        if excluded:
+            common.prepend(kwargs, "attention_mask", num, 1)
+            common.shift_positions(kwargs, num, with_virtual=False)
+        return kwargs
+
+    # -- parameters and state ------------------------------------------------------------------------------
+    def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        yield from common.named_parameters(model, self.adapter_name)
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """PEFT's layout: the prefixes themselves, the projection MLP applied (folded)."""
+        with torch.no_grad():
+            return {WEIGHTS_KEY: common.encoder_of(model, self.adapter_name)().detach().clone()}
+
+    def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        encoder: PrefixEncoder = common.encoder_of(model, self.adapter_name)
+        encoder.fold()  # files hold folded prefixes
+        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)

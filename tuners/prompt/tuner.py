@@ -1,0 +1,163 @@
+"""The ``prompt`` tuner: trained virtual-token embeddings in front of the input embeddings.
+
+A forward pre-hook on the base model replaces ``input_ids`` by ``inputs_embeds`` with the virtual
+tokens first whenever a call starts a sequence (no cache yet: every training forward, the prefill
+step of ``generate``), and extends the attention mask, labels (-100) and positions to match, as
+PEFT does; its logits therefore cover the virtual positions too. Later decoding steps find the
+virtual tokens in the cache. Keys and file format are PEFT's prompt tuning (``prompt_embeddings``).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from swiftune.serialization import load_checked
+from swiftune.tuner import Tuner
+
+from . import common
+from .config import PromptConfig
+from .encoder import PromptEncoder
+
+WEIGHTS_KEY = "prompt_embeddings"
+IGNORE_INDEX = -100
+
+
+class PromptTuning(Tuner):
+    name = "prompt"
+    description = "trained virtual-token embeddings prepended to the input embeddings (P-Tuning via encoder_type)"
+    config_class = PromptConfig
+    mergeable = False
+    identity_at_init = False
+    prompt_learning = True
+    needs_transformers_model = True
+    peft_compatible = True
+
+    config: PromptConfig
+
+    def __init__(self, adapter_name: str, config: PromptConfig) -> None:
+        super().__init__(adapter_name, config)
+        self.active = False
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # caches that start with this adapter's tokens
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def inject(self, model: nn.Module) -> None:
+        common.check_decoder_or_encoder(model, self.name)
+        embeddings = model.get_input_embeddings()
+        cfg = common.text_config(model)
+        self.config = common.fill(
+            self.config,
+            {
+                "token_dim": embeddings.weight.shape[1],
+                "num_attention_heads": common.config_value(cfg, "num_attention_heads", "n_head", "num_heads"),
+                "num_layers": common.config_value(cfg, "num_hidden_layers", "num_layers", "n_layer"),
+                "num_transformer_submodules": 1,
+                "task_type": common.task_type(model),
+            },
+            self.name,
+        )
+        c = self.config
+        # An encoder only shapes training: loaded files hold the embeddings it produced.
+        encoder = PromptEncoder(
+            c.num_virtual_tokens,
+            c.token_dim,
+            None if self.loading else c.encoder_type,
+            c.encoder_hidden_size,
+            c.encoder_num_layers,
+            c.encoder_dropout,
+        ).to(embeddings.weight.device)
+        if not self.loading and c.prompt_tuning_init != "RANDOM":
+            with torch.no_grad():
+                encoder.embedding.weight.copy_(self._initial_rows(model, embeddings))
+        encoder.train(model.training)
+        common.attach(model, self.adapter_name, encoder)
+        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+
+    def _initial_rows(self, model: nn.Module, embeddings: nn.Module) -> torch.Tensor:
+        """Embeddings of vocabulary tokens: the init text's (repeated or cut) or random ones."""
+        num = self.config.num_virtual_tokens
+        if self.config.prompt_tuning_init == "SAMPLE_VOCAB":
+            ids = torch.randint(0, embeddings.weight.shape[0], (num,))
+        else:
+            ids = torch.tensor(self._text_ids(model))
+            ids = ids.repeat(math.ceil(num / len(ids)))[:num]
+        with torch.no_grad():
+            return embeddings(ids.to(embeddings.weight.device)).float()
+
+    def _text_ids(self, model: nn.Module) -> list[int]:
+        from transformers import AutoTokenizer
+
+        source = self.config.tokenizer_name_or_path or getattr(model.config, "_name_or_path", None)
+        if not source:
+            raise ValueError("prompt_tuning_init='TEXT' needs tokenizer_name_or_path (the model has no name_or_path)")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **(self.config.tokenizer_kwargs or {}))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"tokenizer_name_or_path={source!r}: cannot load a tokenizer: {exc}") from exc
+        ids = list(tokenizer(self.config.prompt_tuning_init_text)["input_ids"])
+        if not ids:
+            raise ValueError("prompt_tuning_init_text gives no tokens")
+        return ids
+
+    def set_active(self, model: nn.Module, active: bool) -> None:
+        self.active = active
+
+    def remove(self, model: nn.Module) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        common.detach(model, self.adapter_name)
+
+    # -- the forward change --------------------------------------------------------------------------------
+    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.active:
+            return None
+        kwargs = common.bind_inputs(model, args, kwargs)
+        return (), self.rewrite(model, kwargs)
+
+    def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""
+        num = self.config.num_virtual_tokens
+        tokens = common.token_inputs(kwargs, self.name)
+        batch, length = tokens.shape[:2]
+        cache = kwargs.get("past_key_values")
+        past = common.cache_length(cache)
+        if past:
+            excluded = common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)
+            if excluded:
+                common.prepend(kwargs, "attention_mask", num, 1)
+                common.shift_positions(kwargs, num, with_virtual=False)
+            return kwargs
+        if cache is not None:
+            self._caches.add(cache)
+        if common.caller_excludes_virtual(kwargs, num, num + length, default=True):
+            common.prepend(kwargs, "attention_mask", num, 1)
+            common.shift_positions(kwargs, num, with_virtual=True)
+        embeds = kwargs.pop("inputs_embeds", None)
+        ids = kwargs.pop("input_ids", None)
+        if embeds is None:
+            embeds = model.get_input_embeddings()(ids)
+        prompts = common.encoder_of(model, self.adapter_name)().to(embeds.dtype)
+        kwargs["inputs_embeds"] = torch.cat([prompts.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+        common.prepend(kwargs, "labels", num, IGNORE_INDEX)
+        common.prepend(kwargs, "token_type_ids", num, 0)
+        return kwargs
+
+    # -- parameters and state ------------------------------------------------------------------------------
+    def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        yield from common.named_parameters(model, self.adapter_name)
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """PEFT's layout: the virtual-token embeddings, any prompt encoder applied (folded)."""
+        encoder: PromptEncoder = common.encoder_of(model, self.adapter_name)
+        return {WEIGHTS_KEY: encoder.rows()}
+
+    def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        encoder: PromptEncoder = common.encoder_of(model, self.adapter_name)
+        encoder.fold()  # files hold folded embeddings
+        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)
