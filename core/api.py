@@ -43,11 +43,18 @@ class Swift:
         found: list[tuple[str, Path]] = []
         if (path / CONFIG_NAME).is_file():
             found.append((check_adapter_name(DEFAULT_ADAPTER if adapter_name is None else adapter_name), path))
+        # Subfolders named like adapters hold more adapters; others (an sft run's checkpoint-N/,
+        # final/ is a plain name though) are not adapters of this model and are left alone.
+        others: list[str] = []
         if path.is_dir():
             for sub in sorted(p for p in path.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()):
-                found.append((check_adapter_name(sub.name), sub))
+                if sub.name.isidentifier():
+                    found.append((check_adapter_name(sub.name), sub))
+                else:
+                    others.append(sub.name)
         if not found:
-            raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders")
+            hint = f" (folders {others} are not adapter names: pass one of them as the path)" if others else ""
+            raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders{hint}")
         for name, folder in found:
             swift.load_adapter(folder, name, active=False)
         swift.set_active_adapters(_with_loaded(swift, [n for n, _ in found]))

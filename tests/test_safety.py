@@ -136,6 +136,15 @@ def test_plain_identifiers_are_accepted(tmp_path: Path) -> None:
     assert (tmp_path / "chat" / WEIGHTS_NAME).is_file() and (tmp_path / "_x2" / WEIGHTS_NAME).is_file()
 
 
+def test_folders_not_named_like_adapters_are_not_loaded(tmp_path: Path) -> None:
+    """An sft run folder holds checkpoint-N/ next to the adapters: those are never taken as adapters."""
+    saved_adapter(tmp_path / "checkpoint-2")
+    with pytest.raises(AdapterLoadError, match="checkpoint-2"):
+        Swift.from_pretrained(llama(), tmp_path)
+    saved_adapter(tmp_path / "chat")
+    assert list(Swift.from_pretrained(llama(), tmp_path).tuners) == ["chat"]
+
+
 # -- strict loading -------------------------------------------------------------------------------
 def _edit_weights(folder: Path, edit) -> None:
     state = load_file(str(folder / WEIGHTS_NAME))
