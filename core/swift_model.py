@@ -77,9 +77,9 @@ class SwiftModel(nn.Module):
         cfg = parse_config(config)
         tuner_cls: type[Tuner] = registries.tuners.get(cfg.tuner)
         self._check_compatible(tuner_cls, adapter_name)
+        tuner = tuner_cls(adapter_name, cfg)  # the instance's flags: a bridge tuner decides them per config
         if active:
-            self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner_cls})
-        tuner = tuner_cls(adapter_name, cfg)
+            self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner})
         tuner.loading = loading
         self.model = tuner.prepare_model(self.model)
         try:
@@ -138,7 +138,7 @@ class SwiftModel(nn.Module):
             self._disabled = previous
             self._apply_activity()
 
-    def _check_prompt_learning(self, names: Sequence[str], extra: Mapping[str, type[Tuner]] | None = None) -> None:
+    def _check_prompt_learning(self, names: Sequence[str], extra: Mapping[str, Tuner | type[Tuner]] | None = None) -> None:
         """At most one prompt-learning adapter may be active: each rewrites the input sequence
         (virtual tokens, KV prefixes) on the assumption that it is the only one doing so."""
         kinds: dict[str, Tuner | type[Tuner]] = {**self.tuners, **(extra or {})}  # instances: a bridge may decide per config

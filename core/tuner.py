@@ -38,6 +38,10 @@ class Tuner:
     #: The default config finds its targets through transformers structure (blocks, attention /
     #: MLP projections, output embeddings); a plain ``nn.Module`` needs explicit targets.
     default_targets_need_transformers: ClassVar[bool] = False
+    #: The adapter can fit one small batch (the conformance suite's ``memorise`` check). False for
+    #: methods with a handful of parameters per layer (IA³'s scaling vectors): they learn, but too
+    #: slowly at the suite's fixed learning rate; such a plugin proves learning in its own tests.
+    memorises: ClassVar[bool] = True
 
     def __init__(self, adapter_name: str, config: TunerConfig) -> None:
         if not isinstance(config, self.config_class):

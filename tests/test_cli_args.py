@@ -169,3 +169,23 @@ def test_cli_error_exit_code_and_no_traceback() -> None:
         "swiftune: error: unknown argument --lerning-rate; did you mean --learning-rate?"
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_every_field_of_every_tuner_config_is_a_flag() -> None:
+    from swiftune import registries
+    from swiftune.cli.args import command_parser, flag_name
+
+    for name in registries.tuners.names():
+        config = registries.tuners.get(name).config_class
+        parser = command_parser(SftArguments, "swiftune sft", config)
+        flags = {opt for action in parser._actions for opt in action.option_strings}
+        fields = [f for f in config.model_fields if f != "tuner" and f not in SftArguments.model_fields]
+        missing = [flag_name(f) for f in fields if flag_name(f) not in flags]
+        assert not missing, f"{name}: {missing}"
+    # A mapping field takes a JSON object on the command line.
+    args = sft("--tuner", "peft", "--peft-config", '{"peft_type": "IA3", "target_modules": ["k_proj"]}')
+    assert args.tuner_args["peft_config"]["peft_type"] == "IA3"
+    assert error_of("--tuner", "peft", "--peft-config", "{nope").startswith("--peft-config: expected a JSON object")
+    # A tuner field named like a command field is set by the command's flag (one idea, one flag).
+    assert sft("--tuner", "qlora", "--gradient-checkpointing").tuner_config().gradient_checkpointing is True
+    assert sft("--tuner", "qlora", "--no-gradient-checkpointing").tuner_config().gradient_checkpointing is False

@@ -18,8 +18,6 @@ from swiftune.data import (
     DataError,
     LoadStats,
     OfflineError,
-    TokenizeStats,
-    build_label2id,
     detect_adapter,
     load_dataset,
     load_datasets,
@@ -301,9 +299,43 @@ def test_unknown_name_suggests_registered():
         load_datasets(["alpaca-e"])
 
 
-# -- hubs fail fast offline ----------------------------------------------------------------------------
-def test_hub_datasets_fail_fast_offline(monkeypatch):
+# -- ModelScope datasets from the local ModelScope cache ----------------------------------------------
+def test_modelscope_dataset_served_from_the_modelscope_cache(tmp_path, monkeypatch):
+    """``ms::`` ids and registered ModelScope entries resolve through the real
+    ``modelscope.snapshot_download(repo_type="dataset", local_files_only=True)`` in a prepared cache."""
     monkeypatch.setenv("SWIFTUNE_OFFLINE", "1")
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
+    snap = tmp_path / "datasets" / "acme--qa" / "snapshots" / "master"
+    (snap / "en").mkdir(parents=True)
+    write_jsonl(snap / "train.jsonl", ALPACA_ROWS)
+    write_jsonl(snap / "test.jsonl", ALPACA_ROWS[2:])
+    write_jsonl(snap / "en" / "train.jsonl", [{"q": "hi", "a": "yo"}])
+    assert load_dataset("ms::acme/qa")[0] == ALPACA_EXAMPLES
+    assert load_dataset("ms::acme/qa:test#2", seed=0)[0] == ALPACA_EXAMPLES[2:] * 2
+    entry = DatasetEntry("test-ms-qa", "test", "query-response", ms_id="acme/qa", subsets=("en",),
+                         columns={"q": "query", "a": "response"})
+
+    class Plugin:
+        @swiftune.hookimpl
+        def register_datasets(self, register):
+            register(entry)
+
+    registries.host.add_plugin(Plugin(), name="test-ms")
+    try:
+        stats = LoadStats()
+        train, _ = load_datasets(["test-ms-qa"], stats=stats)
+        assert train == [{"messages": [u("hi"), a("yo")]}]
+        assert stats.sources[0].origin == "ms::acme/qa/en:train"
+    finally:
+        registries.host.remove_plugin("test-ms")
+    with pytest.raises(OfflineError, match="ms::acme/missing.*offline"):
+        load_dataset("ms::acme/missing")
+
+
+# -- hubs fail fast offline ----------------------------------------------------------------------------
+def test_hub_datasets_fail_fast_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("SWIFTUNE_OFFLINE", "1")
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
     for spec in ("ms::AI-ModelScope/alpaca-gpt4-data-en", "hf::vicgalle/alpaca-gpt4", "owner/dataset", "alpaca-en"):
         start = time.monotonic()
         with pytest.raises(OfflineError, match="this machine is offline.*pass the local path") as err:
@@ -328,7 +360,7 @@ sharegpt-zh code-python-zh advertise-gen damo-agent-zh cls-fudan-news-zh ner-jav
 
 def test_seed_datasets_are_registered_and_say_they_need_a_network():
     adapters = set(registries.dataset_adapters.names())
-    assert adapters == {"alpaca", "sharegpt", "messages", "query-response", "text", "classification"}
+    assert {"alpaca", "sharegpt", "messages", "query-response", "text", "classification"} <= adapters
     for name in SEED_DATASETS:
         entry = registries.datasets.get(name)
         assert isinstance(entry, DatasetEntry) and entry.needs_network
@@ -383,67 +415,6 @@ def test_plugin_adds_an_adapter_and_a_dataset(tmp_path):
     finally:
         registries.host.remove_plugin("test-qa")
     assert "my-qa" not in registries.datasets and "vicuna" not in registries.templates
-
-
-# -- text / classification tokenization ----------------------------------------------------------------
-def test_text_tokenization_and_packing():
-    tok = tiny_tokenizer()
-    examples = [{"text": "one two three"}, {"text": "four five"}, {"text": "six seven eight nine ten"}]
-    ds = tokenize(examples, tok, max_length=16)
-    eos = tok.eos_token_id
-    assert ds[1]["input_ids"] == tok.convert_tokens_to_ids(["four", "five"]) + [eos]
-    assert all(r["labels"] == r["input_ids"] for r in ds)
-    stats = TokenizeStats()
-    packed = tokenize(examples, tok, max_length=4, packing=True, stats=stats)
-    flat = [i for r in packed for i in r["input_ids"]]
-    assert flat == [i for r in ds for i in r["input_ids"]]
-    assert [len(r) for r in packed["input_ids"]] == [4, 4, 4, 1] and stats.rows == 4 and stats.kept == 3
-
-
-def test_chat_packing_keeps_conversations_whole():
-    tok = tiny_tokenizer("chatml")
-    convs = [{"messages": [u("Hi"), a("Hello")]}] * 5
-    single = tokenize(convs[:1], tok, max_length=64)[0]
-    packed = tokenize(convs, tok, max_length=2 * len(single["input_ids"]) + 1, packing=True)
-    assert [len(r) for r in packed["input_ids"]] == [2 * len(single["input_ids"])] * 2 + [len(single["input_ids"])]
-    assert packed[0]["labels"] == single["labels"] * 2
-
-
-def test_classification_tokenization():
-    tok = tiny_tokenizer()
-    examples = [{"text": "good movie", "label": "pos"}, {"text": "bad movie", "label": "neg"},
-                {"text": "great", "label": "pos", "text_pair": "yes"}]
-    assert build_label2id(examples) == {"neg": 0, "pos": 1}
-    stats = TokenizeStats()
-    ds = tokenize(examples, tok, max_length=8, stats=stats)
-    assert ds["labels"] == [1, 0, 1] and stats.label2id == {"neg": 0, "pos": 1}
-    assert ds[2]["input_ids"] == tok.convert_tokens_to_ids(["great", "yes"])
-    longer = examples + [{"text": "one two three", "label": "neg"}]
-    stats = TokenizeStats()
-    assert len(tokenize(longer, tok, max_length=2, truncation="drop", stats=stats)) == 3
-    assert (stats.dropped_too_long, stats.truncated) == (1, 0)
-    for side, kept in (("right", ["one", "two"]), ("left", ["two", "three"])):
-        stats = TokenizeStats()
-        ds = tokenize(longer, tok, max_length=2, truncation=side, stats=stats)
-        assert ds[3]["input_ids"] == tok.convert_tokens_to_ids(kept) and stats.truncated == 1
-    assert tok.truncation_side == "right"  # restored
-    with pytest.raises(DataError, match="label 'meh' is not one of neg, pos"):
-        tokenize([{"text": "x", "label": "meh"}], tok, label2id={"neg": 0, "pos": 1})
-
-
-def test_collator_pads_right_and_left():
-    from swiftune.data import DataCollator
-
-    rows = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "attention_mask": [1, 1, 1]},
-            {"input_ids": [8], "labels": [8], "attention_mask": [1]}]
-    batch = DataCollator(pad_token_id=0)(rows)
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    left = DataCollator(pad_token_id=0, padding_side="left", pad_to_multiple_of=4)(rows)
-    assert left["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 0, 8]]
-    cls = DataCollator(pad_token_id=0)([{"input_ids": [1], "labels": 2}, {"input_ids": [1, 2], "labels": 0}])
-    assert cls["labels"].tolist() == [2, 0]
 
 
 # -- the shipped demo data ------------------------------------------------------------------------------

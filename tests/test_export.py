@@ -55,9 +55,8 @@ def test_export_round_trip(trained, tmp_path) -> None:
     assert tok("Hello")["input_ids"] == rebuild([str(trained)]).tokenizer("Hello")["input_ids"]
 
     # An existing, non-empty output folder is refused unless --overwrite.
-    proc = run_cli("export", "--adapter", str(trained), "--output", str(out))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].endswith("is not empty; pass --overwrite to replace it")
+    with pytest.raises(ConfigError, match="is not empty; pass --overwrite to replace it"):
+        swiftune.export(adapter=str(trained), output=str(out))
 
 
 def test_export_overwrite_and_errors(trained, tmp_path) -> None:

@@ -61,11 +61,10 @@ def test_batch_generation_matches_memorised_answers(trained, tmp_path) -> None:
     assert [g["response"] for g in got] == [expected(r) for r in rows]
     assert not list(tmp_path.glob(".answers*")), "temporary output left behind"
 
-    merged = tmp_path / "merged.jsonl"
-    proc = run_cli("infer", "--adapter", str(trained / "final"), "--merge", "--input", str(src),
-                   "--output", str(merged), "--batch-size", "1", "--max-new-tokens", "10")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [g["response"] for g in read_jsonl(merged)] == [g["response"] for g in got]
+    # Merged weights, one prompt at a time (no padding at all): the same answers.
+    merged = swiftune.infer(adapter=str(trained / "final"), merge=True, input=str(src),
+                            output=str(tmp_path / "merged.jsonl"), batch_size=1, max_new_tokens=10)
+    assert [g["response"] for g in merged] == [g["response"] for g in got]
 
 
 def test_base_model_alone_and_seeded_sampling(trained, tmp_path) -> None:
@@ -78,6 +77,14 @@ def test_base_model_alone_and_seeded_sampling(trained, tmp_path) -> None:
     assert len(first) == 3 and [r["response"] for r in first] == [r["response"] for r in again]
     tuned = swiftune.infer(adapter=str(trained), output=str(tmp_path / "c.jsonl"), seed=3, **common)
     assert [r["response"] for r in tuned] != [r["response"] for r in first]  # the adapter is in use
+    # --merge folds the adapter into plain weights: no tuner module is left in the model.
+    from swiftune.recipes.arguments import InferArguments
+    from swiftune.recipes.infer import build_generator
+
+    merged = build_generator(InferArguments(adapter=[str(trained)], merge=True)).model
+    assert type(merged).__name__ == "LlamaForCausalLM" and not any("lora" in n for n, _ in merged.named_parameters())
+    with pytest.raises(ConfigError, match="--merge: there is no adapter"):
+        build_generator(InferArguments(model=str(model), merge=True))
     with pytest.raises(ConfigError, match="--output: batch mode needs both"):
         swiftune.infer(model=str(model), input=str(src))
     with pytest.raises(ConfigError, match="--adapter: .*no adapter_config.json"):

@@ -131,3 +131,74 @@ def test_torch_func_grad_takes_the_unfused_formula() -> None:
             torch.testing.assert_close(grads[n], p.grad, atol=1e-6, rtol=1e-5, msg=n)
             checked += 1
     assert checked == 4
+
+
+def _lm_pair() -> tuple[nn.Module, nn.Module]:
+    """The fused and the unfused (hooked) path on one tiny Llama, LoRA B non-zero."""
+    from swiftune.testing.models import tiny_llama
+
+    torch.manual_seed(0)
+    fused = Swift.prepare(tiny_llama().build(), {"tuner": "lora", "r": 4, "lora_alpha": 8})
+    with torch.no_grad():
+        for n, p in fused.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.1)
+    unfused = copy.deepcopy(fused)
+    for m in unfused.modules():
+        if isinstance(m, LoraLinear):
+            m.base_layer.register_forward_pre_hook(lambda mod, args: None)
+    return fused, unfused
+
+
+def test_bf16_autocast_takes_the_fused_path_and_matches_autocast_linear() -> None:
+    fused, unfused = _lm_pair()
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+    results = []
+    for model in (fused, unfused):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.logits.float(), out.loss.item(), grads))
+    layer = next(m for m in fused.modules() if isinstance(m, LoraLinear))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(torch.randn(3, layer.in_features, requires_grad=True))
+    assert y.dtype == torch.bfloat16 and type(y.grad_fn).__name__ == "_FusedLoraLinearBackward"
+    (z_f, l_f, g_f), (z_u, l_u, g_u) = results
+    assert abs(l_f - l_u) < 2e-2
+    torch.testing.assert_close(z_f, z_u, atol=5e-2, rtol=5e-2)
+    assert set(g_f) == set(g_u) and all(n.count("lora_") for n in g_f) and len(g_f) > 4
+    for n in g_f:  # fp32 gradients of the fp32 LoRA weights, equal up to bf16 rounding
+        assert g_f[n].dtype == torch.float32
+        torch.testing.assert_close(g_f[n], g_u[n], atol=2e-2, rtol=5e-2, msg=n)
+
+
+def test_cached_bf16_weight_follows_merges_and_inference_mode() -> None:
+    fused, _ = _lm_pair()
+    fused.eval()
+    ids = torch.randint(0, 64, (1, 6), generator=torch.Generator().manual_seed(2))
+
+    def logits(model: nn.Module = fused) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(input_ids=ids).logits.float()
+
+    unmerged = logits()
+    with fused.disable_adapters():
+        base = logits()  # the bf16 base weights are cast and cached here
+    fused.merge_adapter()  # changes the base weights in place: the cache must notice
+    merged = logits()
+    fresh = logits(copy.deepcopy(fused))  # a copy has new storages: nothing cached applies
+    fused.unmerge_adapter()
+    assert (unmerged - base).abs().max() > 0.05
+    assert torch.equal(merged, fresh)
+    assert (merged - unmerged).abs().max() < 0.5 * (base - unmerged).abs().max()
+    torch.testing.assert_close(logits(), unmerged, atol=1e-2, rtol=1e-2)
+    # A cast made under inference_mode is not reused where autograd needs a normal tensor.
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fused(input_ids=ids)
+    fused.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fused(input_ids=ids, labels=ids).loss
+    loss.backward()
+    assert all(p.grad is not None for n, p in fused.named_parameters() if p.requires_grad)

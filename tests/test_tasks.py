@@ -22,8 +22,10 @@ from swiftune.loading import family_for, load_model
 from swiftune.testing.tokenizers import tiny_tokenizer
 
 VOCAB = len(tiny_tokenizer().get_vocab())
+#: ``initializer_range=0.2``: the random head then gives logits of a trained model's scale, so a tuner
+#: that leaves the head frozen (``adapter`` has no ``modules_to_save``) can still move the loss.
 ENCODER = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               max_position_embeddings=64)
+               max_position_embeddings=64, initializer_range=0.2)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ CASES = [
         lambda: transformers.BartForConditionalGeneration(transformers.BartConfig(
             vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-            pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2)),
+            pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=2,
+            init_std=0.2)),  # BART's default 0.02 gives near-zero logits: too little to learn in 8 steps
         lambda: {"input_ids": _ids((4, 8), 1), "labels": _ids((4, 6), 2)},
     ),
     Case(
@@ -88,7 +91,7 @@ CASES = [
         "image-classification",
         lambda: transformers.ViTForImageClassification(transformers.ViTConfig(
             image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, num_labels=3)),
+            intermediate_size=64, num_labels=3, initializer_range=0.2)),
         _images,
         head="classifier",
         image=True,

@@ -15,6 +15,7 @@ from swiftune.data import (
     DataCollator,
     DataError,
     TokenizeStats,
+    build_label2id,
     default_template_name,
     encode_chat,
     get_renderer,
@@ -255,6 +256,65 @@ def test_right_truncation_that_removes_every_answer_drops_the_example(tok):
     assert stats.dropped_no_target == 1 and len(out) == 1
     with pytest.raises(DataError, match="no example is left.*Raise max_length"):
         tokenize([{"messages": LONG}], tok, max_length=5, truncation="drop")
+
+
+# -- text / classification tokenization ----------------------------------------------------------------
+def test_text_tokenization_and_packing():
+    tok = tiny_tokenizer()
+    examples = [{"text": "one two three"}, {"text": "four five"}, {"text": "six seven eight nine ten"}]
+    ds = tokenize(examples, tok, max_length=16)
+    eos = tok.eos_token_id
+    assert ds[1]["input_ids"] == tok.convert_tokens_to_ids(["four", "five"]) + [eos]
+    assert all(r["labels"] == r["input_ids"] for r in ds)
+    stats = TokenizeStats()
+    packed = tokenize(examples, tok, max_length=4, packing=True, stats=stats)
+    flat = [i for r in packed for i in r["input_ids"]]
+    assert flat == [i for r in ds for i in r["input_ids"]]
+    assert [len(r) for r in packed["input_ids"]] == [4, 4, 4, 1] and stats.rows == 4 and stats.kept == 3
+
+
+def test_chat_packing_keeps_conversations_whole():
+    tok = tiny_tokenizer("chatml")
+    convs = [{"messages": chat(("user", "Hi"), ("assistant", "Hello"))}] * 5
+    single = tokenize(convs[:1], tok, max_length=64)[0]
+    packed = tokenize(convs, tok, max_length=2 * len(single["input_ids"]) + 1, packing=True)
+    assert [len(r) for r in packed["input_ids"]] == [2 * len(single["input_ids"])] * 2 + [len(single["input_ids"])]
+    assert packed[0]["labels"] == single["labels"] * 2
+
+
+def test_classification_tokenization():
+    tok = tiny_tokenizer()
+    examples = [{"text": "good movie", "label": "pos"}, {"text": "bad movie", "label": "neg"},
+                {"text": "great", "label": "pos", "text_pair": "yes"}]
+    assert build_label2id(examples) == {"neg": 0, "pos": 1}
+    stats = TokenizeStats()
+    ds = tokenize(examples, tok, max_length=8, stats=stats)
+    assert ds["labels"] == [1, 0, 1] and stats.label2id == {"neg": 0, "pos": 1}
+    assert ds[2]["input_ids"] == tok.convert_tokens_to_ids(["great", "yes"])
+    longer = examples + [{"text": "one two three", "label": "neg"}]
+    stats = TokenizeStats()
+    assert len(tokenize(longer, tok, max_length=2, truncation="drop", stats=stats)) == 3
+    assert (stats.dropped_too_long, stats.truncated) == (1, 0)
+    for side, kept in (("right", ["one", "two"]), ("left", ["two", "three"])):
+        stats = TokenizeStats()
+        ds = tokenize(longer, tok, max_length=2, truncation=side, stats=stats)
+        assert ds[3]["input_ids"] == tok.convert_tokens_to_ids(kept) and stats.truncated == 1
+    assert tok.truncation_side == "right"  # restored
+    with pytest.raises(DataError, match="label 'meh' is not one of neg, pos"):
+        tokenize([{"text": "x", "label": "meh"}], tok, label2id={"neg": 0, "pos": 1})
+
+
+def test_collator_pads_right_and_left():
+    rows = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "attention_mask": [1, 1, 1]},
+            {"input_ids": [8], "labels": [8], "attention_mask": [1]}]
+    batch = DataCollator(pad_token_id=0)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    left = DataCollator(pad_token_id=0, padding_side="left", pad_to_multiple_of=4)(rows)
+    assert left["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 0, 8]]
+    cls = DataCollator(pad_token_id=0)([{"input_ids": [1], "labels": 2}, {"input_ids": [1, 2], "labels": 0}])
+    assert cls["labels"].tolist() == [2, 0]
 
 
 # -- loss really falls on assistant tokens only --------------------------------------------------

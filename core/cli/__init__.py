@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the registered tuners, models, datasets or templates")
     p.add_argument("what", choices=["tuners", "models", "datasets", "templates", "dataset-adapters"])
+
+    p = sub.add_parser("plugin", help="plugin author tools: 'swiftune plugin new NAME' writes a working tuner plugin")
+    plugin_sub = p.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
+    new = plugin_sub.add_parser("new", help="write swiftune-NAME/ (pyproject, tuner module, tests) that passes its tests")
+    new.add_argument("name", help="the tuner's registered name (lowercase; '-' becomes '_' in the module name)")
+    new.add_argument("--dir", default=".", help="folder to create swiftune-NAME/ in (default: current folder)")
     # The recipe commands parse their own flags (they depend on the chosen tuner); listed for --help.
     for name, text in RECIPES.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -87,6 +93,12 @@ def _run_builtin(args: argparse.Namespace) -> int | None:
         from .plugins_cmd import run_list
 
         return run_list(args.what)
+    if args.command == "plugin":
+        from .scaffold import new_plugin
+
+        root = new_plugin(args.name, args.dir)
+        print(f"wrote {root}/ (tuner '{args.name}')\nnext: pip install -e '{root}[test]' && pytest {root}/tests")
+        return 0
     return None
 
 

@@ -72,12 +72,12 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
 
     Values stay strings here (defaults are SUPPRESSed so only given flags appear); pydantic does
     the conversion, so a flag, a YAML value and a Python argument are validated by one rule.
-    Mapping fields (``tuner_args``) get no flag: their contents do.
+    A mapping field takes a JSON object (``--peft-config '{"peft_type": "IA3"}'``).
     """
     added = []
     for name, field in model.model_fields.items():
         ann = field.annotation
-        if name in skip or _is_mapping(ann):
+        if name in skip:
             continue
         help_text = (field.description or "").replace("%", "%%")
         default = field.default_factory() if field.default_factory is not None else field.default
@@ -86,7 +86,9 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
             help_text += f" (default: {shown})"
         choices = _literal_values(ann)
         kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": argparse.SUPPRESS, "help": help_text}
-        if _unwrap_optional(ann) is bool:
+        if _is_mapping(ann):
+            kwargs["metavar"] = "JSON"
+        elif _unwrap_optional(ann) is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif _accepts(ann, bool):  # e.g. ``resume: bool | str``: a bare flag means true
             kwargs.update(nargs="?", const="true", metavar="VALUE")
@@ -104,11 +106,13 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
     return added
 
 
-def _from_flag(field: Any, value: Any) -> Any:
-    """Turn repeated-flag lists back into what the field expects."""
+def _from_flag(field: Any, value: Any, name: str = "") -> Any:
+    """Turn repeated-flag lists back into what the field expects; decode JSON objects."""
+    ann = field.annotation if field is not None else None
+    if ann is not None and _is_mapping(ann) and isinstance(value, str):
+        return _json_object(value, name)
     if not isinstance(value, list):
         return value
-    ann = field.annotation if field is not None else None
     if ann is None:
         return value
     if not _is_list(ann):
@@ -118,6 +122,18 @@ def _from_flag(field: Any, value: Any) -> Any:
         single = value[0]
         if single.lower() == "all-linear" or _REGEX_CHARS.search(single):
             return single
+    return value
+
+
+def _json_object(text: str, name: str) -> Any:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag_name(name)}: expected a JSON object ({exc.msg} at column {exc.colno}) (got {text!r})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag_name(name)}: expected a JSON object (got {text!r})")
     return value
 
 
@@ -245,7 +261,7 @@ def command_parser(model: type[BaseModel], prog: str, tuner_config: type[BaseMod
                     allow_abbrev=False, usage=f"{prog} [CONFIG.yaml] [--flags ...]")
     parser.add_argument("--config", metavar="CONFIG.yaml", help="YAML file of arguments (flags override it); "
                         "may also be given as the first argument")
-    build_flags(parser.add_argument_group(f"{prog.split()[-1]} options"), model)
+    build_flags(parser.add_argument_group(f"{prog.split()[-1]} options"), model, skip=["tuner_args"])
     if tuner_config is not None:
         name = tuner_config.model_fields["tuner"].default
         group = parser.add_argument_group(f"{name} tuner options (YAML: under tuner_args:)")
@@ -273,7 +289,7 @@ def parse_command(model: type[BaseModel], argv: Sequence[str], prog: str) -> Bas
     origins = {k: source for k in file_data}
     for dest, value in given.items():
         if not dest.startswith(TUNER_DEST):
-            data[dest] = _from_flag(model.model_fields.get(dest), value)
+            data[dest] = _from_flag(model.model_fields.get(dest), value, dest)
             origins[dest] = ""
     if tuner_config is not None:
         misplaced = [k for k in file_data if k in tuner_config.model_fields and k not in model.model_fields]
@@ -295,7 +311,7 @@ def _tuner_args(model: type[BaseModel], config: type[BaseModel], file_data: Mapp
     for dest, value in given.items():
         if dest.startswith(TUNER_DEST):
             key = dest[len(TUNER_DEST):]
-            args[key] = _from_flag(config.model_fields.get(key), value)
+            args[key] = _from_flag(config.model_fields.get(key), value, key)
             origins[key] = ""
     name = config.model_fields["tuner"].default
     unknown = [k for k in args if k not in config.model_fields]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from .errors import DataError, OfflineError
 from .readers import RawRows, read_local
@@ -93,21 +94,53 @@ def load_ms(dataset_id: str, subset: str | None, split: str) -> RawRows:
 
 
 def _load_ms_snapshot(dataset_id: str, subset: str | None, split: str, origin: str) -> RawRows:
-    from pathlib import Path
-
     try:
         from modelscope.hub.snapshot_download import dataset_snapshot_download
     except ImportError as exc:
         raise DataError(f"ms::{dataset_id} needs the modelscope package: pip install modelscope ({exc})") from None
-    folder = dataset_snapshot_download(dataset_id)
+    folder = dataset_snapshot_download(dataset_id, cache_dir=ms_cache_dir())
     raw = read_local(Path(folder), split, subset=subset)
     raw.origin = origin
     return raw
 
 
+def ms_cache_dir() -> str | None:
+    """``MODELSCOPE_CACHE`` read at each call (modelscope itself reads it once per process)."""
+    return os.environ.get("MODELSCOPE_CACHE", "").strip() or None
+
+
+def ms_local_snapshot(repo_id: str, repo_type: str = "dataset", cache_dir: str | Path | None = None) -> Path | None:
+    """The folder of ``repo_id`` already in the ModelScope cache, or None; never touches the network
+    (``modelscope.snapshot_download(..., local_files_only=True)``)."""
+    try:
+        from modelscope import snapshot_download
+    except ImportError:
+        return None
+    cache = str(cache_dir) if cache_dir is not None else ms_cache_dir()
+    try:
+        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, cache_dir=cache, local_files_only=True))
+    except Exception:  # noqa: BLE001 - modelscope_hub.errors.CacheNotFound and relatives
+        return None
+
+
+def _load_ms_cached(dataset_id: str, subset: str | None, split: str) -> RawRows | None:
+    """One split of a ModelScope dataset that is already downloaded (read as a local folder)."""
+    folder = ms_local_snapshot(dataset_id)
+    if folder is None:
+        return None
+    raw = read_local(folder, split, subset=subset)
+    raw.origin = f"ms::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
+    return raw
+
+
 def load_hub(hub: str, dataset_id: str, subset: str | None, split: str) -> RawRows:
     """Load from "hf" or "ms" after checking the hub can be reached. In Hugging Face offline mode
-    the local ``datasets`` cache is still tried (it fails fast when the dataset is not there)."""
+    the local ``datasets`` cache is still tried (it fails fast when the dataset is not there); a
+    ModelScope dataset already in the ModelScope cache is read from there, online or not."""
+    if hub == "ms":
+        cached = _load_ms_cached(dataset_id, subset, split)
+        if cached is not None:
+            return cached
     reason = offline_reason(hub)
     if hub == "hf" and reason is not None and reason == hf_offline_mode():
         return load_hf(dataset_id, subset, split)

@@ -14,7 +14,7 @@ import os
 import socket
 from pathlib import Path
 
-from ..data.hub import HF_HOST, MS_HOST, OFFLINE_ENV, PROBE_TIMEOUT_S
+from ..data.hub import HF_HOST, MS_HOST, OFFLINE_ENV, PROBE_TIMEOUT_S, ms_cache_dir
 from .errors import ModelLoadError, OfflineError
 
 logger = logging.getLogger("swiftune.loading")
@@ -99,6 +99,8 @@ def ms_snapshot(model_id: str, revision: str | None = None, cache_dir: str | Pat
         from modelscope import snapshot_download
     except ImportError as exc:
         raise ModelLoadError(f"ms::{model_id} needs the modelscope package: pip install modelscope ({exc})") from None
+    if cache_dir is None:
+        cache_dir = ms_cache_dir()  # modelscope reads MODELSCOPE_CACHE once per process; we read it per call
     try:
         folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
         return Path(folder)

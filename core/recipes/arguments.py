@@ -62,7 +62,7 @@ class SftArguments(CommandArguments):
     per_device_train_batch_size: int = Field(2, ge=1, description="examples per device and micro-batch")
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="default: the train batch size")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
-    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
+    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (the default suits small models and the demo; 1e-4 to 2e-4 for billion-parameter ones)")
     lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
     warmup_steps: float = Field(0.05, ge=0, description="warmup steps, or a fraction of all steps when < 1")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -105,10 +105,18 @@ class SftArguments(CommandArguments):
         return value
 
     def tuner_config(self):  # -> TunerConfig; torch-free import path kept for the CLI help
-        """The validated config of the chosen tuner (errors name the tuner and the field)."""
+        """The validated config of the chosen tuner (errors name the tuner and the field).
+
+        A tuner field named like a command field (qlora's ``gradient_checkpointing``) takes the
+        command's value when it was given and ``tuner_args`` does not set it: one idea, one flag.
+        """
+        from .. import registries
         from ..config import parse_config
 
-        return parse_config({**self.tuner_args, "tuner": self.tuner})
+        fields = registries.tuners.get(self.tuner).config_class.model_fields
+        shared = {k: getattr(self, k) for k in self.model_fields_set & set(fields)
+                  if k not in self.tuner_args and k not in ("tuner", "tuner_args")}
+        return parse_config({**shared, **self.tuner_args, "tuner": self.tuner})
 
 
 class GenerationArguments(CommandArguments):

@@ -67,7 +67,11 @@ def memory_mb() -> float:
 
 def quiet_libraries() -> None:
     """Keep the console to swiftune's summary and the progress bar (warnings still show)."""
+    import logging
+
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    # bitsandbytes warns at import on CPUs with AVX512-BF16 that an optional kernel package is missing.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -84,6 +84,21 @@ def clear_previous_run(output_dir: Path) -> None:
             target.unlink()
 
 
+#: --report-to names whose Trainer callback needs a package swiftune does not depend on.
+_REPORTER_PACKAGES = {"tensorboard": ("is_tensorboard_available", "tensorboardX (or tensorboard)"),
+                      "wandb": ("is_wandb_available", "wandb"), "mlflow": ("is_mlflow_available", "mlflow")}
+
+
+def check_reporters(report_to: list[str]) -> None:
+    """Fail before loading anything when a --report-to target's package is missing."""
+    from transformers import integrations
+
+    for name in report_to:
+        probe, package = _REPORTER_PACKAGES.get(name, (None, None))
+        if probe and not getattr(integrations, probe)():
+            raise ConfigError(f"--report-to {name}: needs the {package} package; pip install {package.split()[0]}")
+
+
 def training_arguments(args: SftArguments, output_dir: Path, precision: str, has_eval: bool):
     from transformers import TrainingArguments
 
@@ -159,16 +174,18 @@ def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any
 
 
 def run_sft(args: SftArguments) -> SftResult:
+    from .runtime import quiet_libraries
+
+    quiet_libraries()  # before the imports below, which pull in the libraries that warn at import
     from transformers import set_seed
 
     from ..api import Swift
     from . import bridge
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
     from .plot import plot_loss
-    from .runtime import quiet_libraries
     from .trainer import STAGING, SwiftTrainer, publish
 
-    quiet_libraries()
+    check_reporters(args.report_to)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     tuner_config = args.tuner_config()
     resume = resume_checkpoint(args, output_dir)

@@ -2,7 +2,7 @@
 
 The checks read the tuner's capability flags (``mergeable``, ``identity_at_init``,
 ``prompt_learning``, ``trains_base_parameters``, ``needs_transformers_model``,
-``default_targets_need_transformers``) and never its name, so a plugin gets the same suite as the
+``default_targets_need_transformers``, ``memorises``) and never its name, so a plugin gets the same suite as the
 built-ins. A tuner whose default targets need transformers structure skips the plain modules with
 its default config; run with explicit targets (``config=...``) they are checked like any other.
 Each runs the tuner with its default config on tiny llama, qwen2, gpt2 and bert models built from
@@ -20,7 +20,7 @@ merge
     mergeable: merged == unmerged, unmerge restores, ``merge_and_unload`` returns a plain model
     with the same logits; otherwise ``merge_and_unload`` raises ``NotMergeableError``.
 memorise
-    the loss on one fixed batch halves within 30 steps.
+    (``memorises`` tuners) the loss on one fixed batch halves within 30 steps.
 generate
     (causal LMs) greedy ``generate`` emits the argmax of the adapted forward at every step.
 two_adapters

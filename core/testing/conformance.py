@@ -47,6 +47,12 @@ def tuner_class(config: Config) -> type[Tuner]:
     return registries.tuners.get(parse_config(config).tuner)
 
 
+def tuner_instance(config: Config, adapter_name: str = "default") -> Tuner:
+    """An (uninjected) tuner for ``config``: its flags, which a bridge tuner may set per config."""
+    cfg = parse_config(config)
+    return tuner_class(cfg)(adapter_name, cfg)
+
+
 def train_steps(model: nn.Module, case: ModelCase, steps: int, *, seed: int = 1, lr: float = LR) -> list[float]:
     """``steps`` AdamW steps on one fixed batch; returns the loss before each step and the final loss."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -197,8 +203,9 @@ def check_merge(config: Config, case: ModelCase) -> None:
     assert_close(logits_of(model, case), adapted, "merged vs unmerged logits", MERGE_ATOL, MERGE_RTOL)
     model.unmerge_adapter()
     assert_close(logits_of(model, case), adapted, "logits after unmerge vs before merge", MERGE_ATOL, MERGE_RTOL)
-    with model.disable_adapters():
-        assert_close(logits_of(model, case), base, "base logits after merge + unmerge", MERGE_ATOL, MERGE_RTOL)
+    if not tuner_class(config).trains_base_parameters:  # else there is no untouched base to return to
+        with model.disable_adapters():
+            assert_close(logits_of(model, case), base, "base logits after merge + unmerge", MERGE_ATOL, MERGE_RTOL)
     plain = model.merge_and_unload()
     assert not isinstance(plain, SwiftModel), "merge_and_unload returned a SwiftModel"
     left = [n for n, m in plain.named_modules() if isinstance(m, WrapperLayer)]
@@ -236,12 +243,12 @@ def check_generate(config: Config, case: ModelCase, new_tokens: int = 4) -> None
         with model.disable_adapters():
             disabled = model.generate(**inputs, **kwargs)
         base_out = base_model(config, case).generate(**inputs, **kwargs)
-    assert torch.equal(disabled, base_out), "generate with adapters disabled differs from the base model's"
+    if not tuner_class(config).trains_base_parameters:  # else there is no untouched base to return to
+        assert torch.equal(disabled, base_out), "generate with adapters disabled differs from the base model's"
 
 
 def check_two_adapters(config: Config, case: ModelCase) -> None:
     """Two adapters of the tuner coexist; switching selects each one's logits; deleting one keeps the other."""
-    cls = tuner_class(config)
     base = logits_of(base_model(config, case), case)
     model = prepared(config, case, train=WARMUP_STEPS)
     first = logits_of(model, case)
@@ -249,7 +256,7 @@ def check_two_adapters(config: Config, case: ModelCase) -> None:
     assert model.active_adapters == ["default"], f"active adapters after adding an inactive one: {model.active_adapters}"
     assert_close(logits_of(model, case), first, "'default' logits after adding an inactive second adapter", atol=EXACT)
     model.set_active_adapters(["second"])
-    if cls.identity_at_init:
+    if model.tuners["second"].identity_at_init:
         assert_close(logits_of(model, case), base, "logits of the fresh 'second' alone vs the base", atol=EXACT)
     own = {id(p) for p in _trainable(model, "second").values()}
     assert own.isdisjoint(id(p) for p in _trainable(model).values()), "the two adapters share parameters"
@@ -293,6 +300,10 @@ def _needs_causal_lm(cls: type[Tuner], case: ModelCase) -> str | None:
     return None if case.is_causal_lm else f"model '{case.name}' is not a causal LM"
 
 
+def _needs_capacity(cls: type[Tuner], case: ModelCase) -> str | None:
+    return None if cls.memorises else f"tuner '{cls.name}' declares memorises = False (too few parameters)"
+
+
 def _needs_own_parameters(cls: type[Tuner], case: ModelCase) -> str | None:
     return f"tuner '{cls.name}' trains base parameters, which two adapters would share" if cls.trains_base_parameters else None
 
@@ -305,15 +316,17 @@ CHECKS: dict[str, Check] = {
         Check("disable", check_disable_adapters),
         Check("save_load", check_save_load),
         Check("merge", check_merge),
-        Check("memorise", check_memorise),
+        Check("memorise", check_memorise, _needs_capacity),
         Check("generate", check_generate, _needs_causal_lm),
         Check("two_adapters", check_two_adapters, _needs_own_parameters),
     )
 }
 
 
-def skip_reason(tuner_cls: type[Tuner], case: ModelCase, check: str, default_config: bool = True) -> str | None:
+def skip_reason(tuner_cls: type[Tuner] | Tuner, case: ModelCase, check: str, default_config: bool = True) -> str | None:
     """Why ``check`` does not apply to ``tuner_cls`` on ``case`` (from the flags), or None.
+
+    ``tuner_cls`` may be an instance (``tuner_instance``): its flags can depend on the config.
 
     ``default_config``: the tuner runs with its defaults (no field set but ``tuner``).
     """
@@ -335,7 +348,7 @@ def run_check(check: str, config: Config, case: ModelCase) -> None:
     """Run one check by name; raises ``NotApplicable`` when the tuner's flags rule it out."""
     if check not in CHECKS:
         raise KeyError(f"unknown check '{check}'; known: {', '.join(CHECKS)}")
-    reason = skip_reason(tuner_class(config), case, check, is_default_config(config))
+    reason = skip_reason(tuner_instance(config), case, check, is_default_config(config))
     if reason:
         raise NotApplicable(reason)
     CHECKS[check].run(config, case)

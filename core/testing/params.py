@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .. import registries
-from .conformance import CHECKS, run_check, skip_reason
+from .conformance import CHECKS, run_check, skip_reason, tuner_instance
 from .models import MODEL_CASES, ModelCase, model_case
 
 
@@ -35,7 +35,7 @@ class ConformanceCase:
         return f"{self.tuner}-{self.model}-{self.check}"
 
     def skip_reason(self) -> str | None:
-        return skip_reason(registries.tuners.get(self.tuner), self.case, self.check, not self.overrides)
+        return skip_reason(tuner_instance(self.config), self.case, self.check, not self.overrides)
 
     def run(self) -> None:
         run_check(self.check, self.config, self.case)

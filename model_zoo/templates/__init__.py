@@ -1,4 +1,4 @@
-"""Built-in chat templates (``swiftune list templates``); see docs/datasets.md."""
+"""Built-in chat templates (``swiftune list templates``); see docs/templates.md."""
 
 
 def register_all(register):

@@ -1,17 +1,37 @@
-"""Fake third-party plugins, installed without pip as distributions in a temporary folder.
+"""Fake third-party plugins, installed for real with ``pip install --target`` into a throwaway folder.
 
-``build_site`` copies the plugin modules next to hand-written ``*.dist-info`` folders (``METADATA``
-and ``entry_points.txt`` with a ``[swiftune]`` section); putting that folder on ``PYTHONPATH``
-makes ``importlib.metadata`` see real entry points, exactly as after ``pip install``.
+``build_site`` writes a small source distribution per plugin (``pyproject.toml`` with a
+``[project.entry-points.swiftune]`` table, plus its module) and pip-installs them all into ``dest``
+with ``--no-deps --no-build-isolation --no-index`` (no network; the venv's setuptools builds them).
+Putting ``dest`` on ``PYTHONPATH`` then makes ``importlib.metadata`` see real entry points, exactly
+as after ``pip install`` into an environment, while the test venv stays untouched.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
+
+PYPROJECT = """[build-system]
+requires = ["setuptools>=70.1"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{distribution}"
+version = "{version}"
+dependencies = ["swiftune>=0.1,<0.2"]
+
+[project.entry-points.swiftune]
+{entry_point} = "{module}"
+
+[tool.setuptools]
+py-modules = ["{module}"]
+"""
 
 
 @dataclass(frozen=True)
@@ -34,13 +54,31 @@ DISTS = [
 ]
 
 
-def build_site(dest: Path, dists: list[FakeDist] = DISTS) -> Path:
-    """Write the fake distributions and their modules into ``dest``; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
+def write_sources(dest: Path, dists: list[FakeDist] = DISTS) -> list[Path]:
+    """One project folder per fake distribution under ``dest``; returns the folders."""
+    projects = []
     for d in dists:
-        shutil.copy(HERE / f"{d.module}.py", dest / f"{d.module}.py")
-        info = dest / f"{d.distribution.replace('-', '_')}-{d.version}.dist-info"
-        info.mkdir(exist_ok=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {d.distribution}\nVersion: {d.version}\n")
-        (info / "entry_points.txt").write_text(f"[swiftune]\n{d.entry_point} = {d.module}\n")
+        project = dest / d.distribution
+        project.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / f"{d.module}.py", project / f"{d.module}.py")
+        (project / "pyproject.toml").write_text(PYPROJECT.format(**d.__dict__))
+        projects.append(project)
+    return projects
+
+
+def pip_install_target(projects: list[Path], target: Path) -> None:
+    """``pip install --target`` without network or dependencies (swiftune is already installed)."""
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+           "--no-build-isolation", "--no-index", "--target", str(target), *map(str, projects)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install --target {target} failed:\n{proc.stderr[-3000:]}")
+
+
+def build_site(dest: Path, dists: list[FakeDist] = DISTS) -> Path:
+    """pip-install the fake distributions into ``dest`` (built once: reused when already there)."""
+    done = dest / ".installed"
+    if not done.is_file():
+        pip_install_target(write_sources(dest.parent / f"{dest.name}-src", dists), dest)
+        done.write_text("\n".join(d.distribution for d in dists))
     return dest

@@ -121,18 +121,9 @@ class LoraLinear(LoraLayer):
         base = self.base_layer
         run = self._run
         if len(run) == 1 and not args and not kwargs and is_plain_linear(base):
-            name = run[0]
-            a, b, w, bias = self.lora_A[name].weight, self.lora_B[name].weight, base.weight, base.bias
-            if (
-                x.dtype == w.dtype == a.dtype == b.dtype
-                and (bias is None or bias.dtype == w.dtype)
-                and (x.dim() == 2 or (x.dim() > 2 and x.is_contiguous()))
-                and not torch.is_autocast_enabled(x.device.type)
-            ):
-                # One autograd node for base + LoRA; see fused.py for what that saves. The input
-                # conditions are those under which F.linear itself runs the same (add)mm, so the
-                # base part is bit-for-bit the base layer's output.
-                return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
+            fused = self._fused_forward(x, run[0], base)
+            if fused is not None:
+                return fused
         result = base(x, *args, **kwargs)
         if not run:
             return result
@@ -150,6 +141,55 @@ class LoraLinear(LoraLayer):
                 h = h if autocast else h.to(a.dtype)
                 result = result + (F.linear(F.linear(h, a), b) * self.scaling[name]).to(result.dtype)
         return result
+
+    def _fused_forward(self, x: torch.Tensor, name: str, base: nn.Linear) -> torch.Tensor | None:
+        """Base + one LoRA pair as one autograd node (fused.py), or None where that would differ.
+
+        The input conditions are those under which ``F.linear`` itself runs the same (add)mm, so the
+        base part is the base layer's output. Under autocast the op runs in the autocast dtype, as
+        autocast's own ``linear`` would: the input is cast once (autocast casts it once per branch),
+        and a frozen base weight's cast is kept between calls instead of being redone every forward.
+        """
+        a, b, w, bias = self.lora_A[name].weight, self.lora_B[name].weight, base.weight, base.bias
+        if not (x.dim() == 2 or (x.dim() > 2 and x.is_contiguous())):
+            return None
+        if not (a.dtype == b.dtype == w.dtype and (bias is None or bias.dtype == w.dtype)):
+            return None
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            if x.dtype != w.dtype:
+                return None
+            return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
+        low = torch.get_autocast_dtype(device)
+        if not (w.dtype == torch.float32 and x.dtype in (torch.float32, low) and low in (torch.bfloat16, torch.float16)):
+            return None
+        with torch.autocast(device, enabled=False):
+            xc = x.to(low)
+            wc = self._cast_weight("weight", w, low)
+            bc = None if bias is None else self._cast_weight("bias", bias, low)
+            return lora_linear(xc, self._drop(xc, name), wc, bc, a.to(low), b.to(low), self.scaling[name])
+
+    def _cast_weight(self, role: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``t.to(dtype)``, cached for frozen tensors until they change (merge, load: a new version).
+
+        Autocast caches casts of trainable leaves only, so a frozen base weight would be cast anew
+        on every forward. The cached copy costs no extra peak memory in training: the cast weight
+        is kept for backward anyway. A changed weight (in-place update, new storage) is cast anew;
+        the copy is never saved.
+        """
+        if t.requires_grad:
+            return t.to(dtype)
+        cache = self.__dict__.setdefault("_casts", {})
+        key = (role, dtype)
+        hit = cache.get(key)
+        if (
+            hit is not None and hit[0] == t._version and hit[1] == t.data_ptr()
+            and (torch.is_inference_mode_enabled() or not hit[2].is_inference())
+        ):  # fmt: skip
+            return hit[2]
+        cast = t.detach().to(dtype)
+        cache[key] = (t._version, t.data_ptr(), cast)
+        return cast
 
 
 class LoraEmbedding(LoraLayer):

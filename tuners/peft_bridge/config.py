@@ -12,12 +12,16 @@ import json
 from enum import Enum
 from typing import Any, Literal, Mapping
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from swiftune.config import TunerConfig, validate_config
 
 #: With no ``peft_config``: PEFT's own LoRA on every linear layer but the output head.
 DEFAULT_PEFT_CONFIG: dict[str, Any] = {"peft_type": "LORA", "target_modules": "all-linear"}
+
+#: PEFT's prompt-learning methods that put virtual tokens in front of the input embeddings: the
+#: bridge runs PEFT's own encoder modules for them (see prompt.py).
+PROMPT_METHODS = ("P_TUNING", "PROMPT_TUNING")
 
 # Fields the bridge cannot honour because PEFT applies them outside its layer injection (in PeftModel).
 _UNSUPPORTED_FIELDS = {
@@ -56,10 +60,14 @@ def build_peft_config(fields: Mapping[str, Any]) -> Any:
     except TypeError as exc:
         raise ValueError(f"{config_cls.__name__}: {exc}") from None
     if cfg.is_prompt_learning or cfg.is_adaption_prompt:
-        raise ValueError(
-            f"{peft_type} is a prompt-learning method, which PEFT runs inside PeftModel.forward; the bridge runs the "
-            "methods PEFT injects into layers. Use swiftune's 'prompt' or 'prefix' tuner, or peft.get_peft_model"
-        )
+        if peft_type not in PROMPT_METHODS:
+            raise ValueError(
+                f"{peft_type}: of PEFT's prompt-learning methods the bridge runs {', '.join(PROMPT_METHODS)}; "
+                "for prefix tuning use swiftune's 'prefix' tuner (PEFT's format), else peft.get_peft_model"
+            )
+        if cfg.num_transformer_submodules not in (None, 1):
+            raise ValueError("num_transformer_submodules must be 1: encoder-decoder models are not supported")
+        return cfg
     tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(peft_type)
     if tuner_cls is None or getattr(tuner_cls, "uses_shared_state", False):
         raise ValueError(
@@ -89,6 +97,16 @@ class PeftBridgeConfig(TunerConfig):
         description="PEFT's config as a dict (what PeftConfig.to_dict() gives) or a peft.PeftConfig",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        """``{"tuner": "peft", "peft_type": "IA3", ...}``: PEFT's fields beside ``tuner`` go into ``peft_config``."""
+        if not isinstance(data, Mapping) or "peft_type" not in data:
+            return data
+        if "peft_config" in data:
+            raise ValueError("give PEFT's fields (peft_type, ...) either inside peft_config or beside 'tuner', not both")
+        return {"tuner": data.get("tuner", "peft"), "peft_config": {k: v for k, v in data.items() if k != "tuner"}}
+
     @field_validator("peft_config", mode="before")
     @classmethod
     def _validate(cls, value: Any) -> dict[str, Any]:
@@ -97,6 +115,10 @@ class PeftBridgeConfig(TunerConfig):
         if not isinstance(value, Mapping):
             raise ValueError(f"expected a dict or a peft.PeftConfig, got {type(value).__name__}")
         return canonical(value)
+
+    @property
+    def is_prompt_learning(self) -> bool:
+        return self.method in PROMPT_METHODS
 
     @property
     def method(self) -> str:

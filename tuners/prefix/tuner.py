@@ -34,6 +34,9 @@ class PrefixTuning(Tuner):
     prompt_learning = True
     needs_transformers_model = True
     peft_compatible = True
+    #: Learns (see tests/test_tuner_*.py), but needs the ~0.1-0.3 learning rates prompt learning is
+    #: trained at, not the conformance suite's fixed 1e-2.
+    memorises = False
 
     config: PrefixConfig
 
@@ -49,9 +52,10 @@ class PrefixTuning(Tuner):
         cfg = common.fill(self.config, {**kv_shape(model), "num_transformer_submodules": 1}, self.name)
         if cfg.token_dim % cfg.num_attention_heads:
             raise ValueError(f"token_dim={cfg.token_dim} is not a multiple of num_attention_heads={cfg.num_attention_heads}")
-        self.config = common.fill(
-            cfg, {"encoder_hidden_size": cfg.token_dim, "task_type": common.task_type(model)}, self.name
-        )
+        cfg = common.fill(cfg, {"task_type": common.task_type(model)}, self.name)
+        if cfg.encoder_hidden_size is None:  # a default, not a shape the model dictates
+            cfg = cfg.model_copy(update={"encoder_hidden_size": cfg.token_dim})
+        self.config = cfg
         # A projection only shapes training: loaded files hold the prefixes it produced (PEFT's inference mode).
         hidden = self.config.encoder_hidden_size if self.config.prefix_projection and not self.loading else None
         device = model.get_input_embeddings().weight.device
@@ -86,14 +90,17 @@ class PrefixTuning(Tuner):
         num = self.config.num_virtual_tokens
         tokens = common.token_inputs(kwargs, self.name)
         batch, length = tokens.shape[:2]
-        cache = kwargs.get("past_key_values")
+        key = common.cache_key(model, kwargs)
+        cache = common.get_cache(kwargs)
         past = common.cache_length(cache)
         if past == 0:
             common.check_no_checkpointing(model, self.name)
             rows = common.encoder_of(model, self.adapter_name)().to(model.dtype)
             cache = fill_cache(model, cache, per_layer(rows, self.config.num_layers, self.config.num_attention_heads, batch))
             self._caches.add(cache)
-            kwargs["past_key_values"] = cache
+            for name in common.CACHE_KEYS:
+                kwargs.pop(name, None)
+            kwargs[key] = cache
             excluded = common.caller_excludes_virtual(kwargs, num, num + length, default=True)
         else:
             excluded = common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)

@@ -134,11 +134,33 @@ def token_inputs(kwargs: dict[str, Any], tuner: str) -> torch.Tensor:
     raise ValueError(f"{tuner}: the inputs carry neither input_ids nor inputs_embeds")
 
 
+#: Keyword names of the KV cache: transformers >= 5.x calls it ``cache`` (``past_key_values`` is
+#: its deprecated alias, still sent by older callers).
+CACHE_KEYS = ("cache", "past_key_values")
+
+
+def cache_key(model: nn.Module, kwargs: dict[str, Any]) -> str:
+    """The name this call passes the cache under (or, if none, the one the model's forward takes)."""
+    for key in CACHE_KEYS:
+        if kwargs.get(key) is not None:
+            return key
+    params = inspect.signature(model.forward).parameters
+    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+
+
+def get_cache(kwargs: dict[str, Any]) -> Any:
+    """The call's KV cache, under either name (None when it starts a sequence)."""
+    found = [kwargs[k] for k in CACHE_KEYS if kwargs.get(k) is not None]
+    if len(found) > 1:
+        raise ValueError("pass the KV cache as 'cache' or 'past_key_values', not both")
+    return found[0] if found else None
+
+
 def cache_length(cache: Any) -> int:
     if cache is None:
         return 0
     if not hasattr(cache, "get_seq_length"):
-        raise TypeError("past_key_values must be a transformers Cache (e.g. DynamicCache), not a tuple")
+        raise TypeError("the KV cache (cache / past_key_values) must be a transformers Cache (e.g. DynamicCache), not a tuple")
     return int(cache.get_seq_length())
 
 

@@ -36,6 +36,9 @@ class PromptTuning(Tuner):
     prompt_learning = True
     needs_transformers_model = True
     peft_compatible = True
+    #: Learns (see tests/test_tuner_*.py), but needs the ~0.1-0.3 learning rates prompt learning is
+    #: trained at, not the conformance suite's fixed 1e-2.
+    memorises = False
 
     config: PromptConfig
 
@@ -125,7 +128,7 @@ class PromptTuning(Tuner):
         num = self.config.num_virtual_tokens
         tokens = common.token_inputs(kwargs, self.name)
         batch, length = tokens.shape[:2]
-        cache = kwargs.get("past_key_values")
+        cache = common.get_cache(kwargs)
         past = common.cache_length(cache)
         if past:
             excluded = common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)

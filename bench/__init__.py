@@ -1,0 +1,1 @@
+"""swiftune's side-by-side benchmarks against PEFT (``python -m bench``; ``make bench``)."""

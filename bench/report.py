@@ -1,0 +1,168 @@
+"""The report writer: sections of tables, notes and bar charts -> docs/benchmarks.md + PNGs."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Chart:
+    """A bar chart; ``reference`` draws a dashed line (the target, or 1.0 = parity)."""
+
+    name: str
+    title: str
+    labels: list[str]
+    values: list[float]
+    ylabel: str
+    reference: float | None = None
+    reference_label: str = ""
+
+
+@dataclass
+class Target:
+    """One target of issue 7 and the figure measured for it (``met`` None: not measured)."""
+
+    what: str
+    figure: str
+    met: bool | None
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str = ""
+    lines: list[str] = field(default_factory=list)  # markdown tables and notes, in order
+    charts: list[Chart] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def table(headers: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
+    """A markdown table; ``align``: one char per column, 'l' or 'r' (default: first l, rest r)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---" if a == "l" else "---:" for a in align]
+    out = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+# -- machine -----------------------------------------------------------------------------------------
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> str:
+    import peft
+    import torch
+    import transformers
+
+    from swiftune.recipes.runtime import cpu_has_fast_bf16
+
+    flags = cpu_flags()
+    bf16 = ", ".join(f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "none"
+    mem = memory_gib()
+    return (
+        f"{cpu_name()}, {os.cpu_count()} logical cores, {mem:.0f} GiB RAM" if mem else f"{cpu_name()}, {os.cpu_count()} cores"
+    ) + (
+        f"; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 CPU flags: {bf16} "
+        f"(native bf16 matmul: {'yes' if cpu_has_fast_bf16() else 'no'}); torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, peft {peft.__version__}, python {platform.python_version()}. "
+        "The cores were shared with other work while measuring. No GPU: GPU figures were not taken."
+    )
+
+
+# -- charts ------------------------------------------------------------------------------------------
+def draw(chart: Chart, folder: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(chart.labels) + 2), 3.2), dpi=100)
+    bars = ax.bar(range(len(chart.values)), chart.values, color="#4c72b0")
+    ax.set_xticks(range(len(chart.labels)), chart.labels, rotation=30 if len(chart.labels) > 4 else 0, ha="right"
+                  if len(chart.labels) > 4 else "center", fontsize=8)
+    ax.bar_label(bars, fmt="%.3g", fontsize=7)
+    if chart.reference is not None:
+        ax.axhline(chart.reference, color="#c44e52", linestyle="--", linewidth=1, label=chart.reference_label or None)
+        if chart.reference_label:
+            ax.legend(fontsize=7)
+    ax.set_ylabel(chart.ylabel, fontsize=8)
+    ax.set_title(chart.title, fontsize=9)
+    fig.tight_layout()
+    path = folder / f"{chart.name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- the page ----------------------------------------------------------------------------------------
+def render(sections: list[Section], command: str, settings_text: str, chart_dir: Path, page: Path) -> str:
+    """The whole markdown page; charts are drawn into ``chart_dir`` and linked relative to ``page``."""
+    out = [
+        "# Benchmarks: swiftune vs PEFT",
+        "",
+        "<!-- written by `make bench` (python -m bench); edits here are overwritten -->",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}  ",
+        f"Settings: {settings_text}",
+        "",
+        "Timings are the process CPU time (`time.process_time`, all threads) unless said otherwise, "
+        "with contenders alternating in one process (order reversed every other round); ratios are "
+        "given for the minimum and the median over rounds, and \"paired\" is the median of per-round ratios.",
+        "",
+        "## Targets (issue 7)",
+        "",
+    ]
+    rows = []
+    for s in sections:
+        for t in s.targets:
+            rows.append([t.what, t.figure, {True: "met", False: "**missed**", None: "not measured"}[t.met]])
+    out += table(["target", "measured", "status"], rows, "llr") if rows else ["(no targets measured)", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        if s.intro:
+            out += [s.intro, ""]
+        out += s.lines
+        for chart in s.charts:
+            path = draw(chart, chart_dir)
+            rel = os.path.relpath(path, page.parent)
+            out += [f"![{chart.title}]({rel})", ""]
+        out += [f"<sub>section time {s.seconds:.0f} s</sub>", ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,86 @@
+"""Measurement 1: one LoRA training step (forward, backward, AdamW), swiftune vs PEFT.
+
+Both libraries train r=8 LoRA on all linear layers of copies of one base model with identical
+LoRA weights; before timing, the step-0 loss and LoRA gradients must agree, so the timings
+measure the same work. Four contenders alternate in one process: each library in fp32 and under
+bf16 CPU autocast (the best precision of both on a CPU with native bf16; swiftune's default there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .common import Settings, alternate, base_model, input_ids, lora_pair, matmul_params, model_source, ratio, train_step
+from .report import Chart, Section, Target, fmt, table
+
+TITLE = "1. LoRA training step"
+
+
+def lora_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """LoRA gradients keyed by the path below the decoder layers (the same in both libraries)."""
+    return {n[n.index("layers.") :]: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def check_same_work(models: dict[str, torch.nn.Module], ids: torch.Tensor) -> dict[str, float]:
+    """Step-0 loss and LoRA gradients of swiftune must match PEFT's (fp32); returns the differences."""
+    got = {}
+    for lib, model in models.items():
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        got[lib] = (out.loss.item(), lora_grads(model))
+        model.zero_grad(set_to_none=True)
+    (l1, g1), (l2, g2) = got["swiftune"], got["peft"]
+    if g1.keys() != g2.keys():
+        raise RuntimeError(f"LoRA gradients differ in names: {sorted(g1.keys() ^ g2.keys())[:4]}")
+    scale = max(g.abs().max().item() for g in g2.values())
+    diffs = {"loss": abs(l1 - l2), "grad (max abs / max |grad|)": max((g1[k] - g2[k]).abs().max().item() for k in g1) / scale}
+    if not (diffs["loss"] <= 1e-4 * max(1.0, abs(l2)) and diffs["grad (max abs / max |grad|)"] <= 1e-3):
+        raise RuntimeError(f"swiftune and PEFT disagree at step 0: {diffs}")
+    return diffs
+
+
+def run(settings: Settings, ctx: dict[str, Any]) -> Section:
+    shape = settings.shape
+    models = lora_pair(shape, base_model(shape))
+    ids = input_ids(shape)
+    diffs = check_same_work(models, ids)
+    calls = {
+        "swiftune fp32": train_step(models["swiftune"], ids),
+        "peft fp32": train_step(models["peft"], ids),
+        "swiftune bf16": train_step(models["swiftune"], ids, torch.bfloat16),
+        "peft bf16": train_step(models["peft"], ids, torch.bfloat16),
+    }
+    t = alternate(calls, settings.rounds, settings.warmup, "step")
+    ctx["step"] = {"tokens": settings.tokens, "N": matmul_params(models["peft"]), "timings": t}
+
+    rows = [[name, fmt(x.cpu_min), fmt(x.cpu_median), fmt(x.wall_min), fmt(x.wall_median),
+             f"{settings.tokens / x.cpu_min:.0f}"] for name, x in t.items()]
+    lines = table(["contender", "CPU s min", "CPU s median", "wall s min", "wall s median", "tokens / CPU s (best)"], rows)
+    pairs = [("swiftune fp32", "peft fp32"), ("swiftune bf16", "peft bf16"), ("swiftune bf16", "peft fp32"),
+             ("peft bf16", "peft fp32")]
+    ratios = {p: ratio(t, *p) for p in pairs}
+    lines += table(["ratio (CPU time)", "min", "median", "paired"],
+                   [[f"{a} / {b}", *(fmt(v) for v in ratios[(a, b)])] for a, b in pairs])
+    lines += [f"Step-0 agreement (fp32): |loss diff| {diffs['loss']:.1e}, LoRA gradients max abs diff / max |grad| "
+              f"{diffs['grad (max abs / max |grad|)']:.1e}.", ""]
+    eq, best = ratios[("swiftune fp32", "peft fp32")], ratios[("swiftune bf16", "peft fp32")]
+    eq_bf16 = ratios[("swiftune bf16", "peft bf16")]
+    targets = [
+        Target("LoRA step time <= 0.85x PEFT, equal precision (fp32)", f"{eq[0]:.3f}x (min), {eq[1]:.3f}x (median)",
+               eq[1] <= 0.85),
+        Target("LoRA step time <= 0.85x PEFT, equal precision (bf16 autocast)",
+               f"{eq_bf16[0]:.3f}x (min), {eq_bf16[1]:.3f}x (median)", eq_bf16[1] <= 0.85),
+        Target("swiftune default precision (bf16 autocast) <= 0.6x PEFT fp32",
+               f"{best[0]:.3f}x (min), {best[1]:.3f}x (median)", best[1] <= 0.6),
+    ]
+    chart = Chart("lora_step", "LoRA training step, CPU seconds (min)", list(t), [x.cpu_min for x in t.values()],
+                  "CPU s / step")
+    intro = (
+        f"Model: {model_source()}; {shape.describe()}; batch {shape.batch} x {shape.seq} tokens, SDPA attention. "
+        f"LoRA r={shape.r}, alpha={shape.alpha}, dropout 0 on all linear layers but `lm_head` "
+        f"(`target_modules=\"all-linear\"` in both). {settings.warmup} warm-up and {settings.rounds} timed rounds "
+        "per contender. bf16 = `torch.autocast('cpu', torch.bfloat16)` around the forward, fp32 weights."
+    )
+    return Section("step", TITLE, intro, lines, [chart], targets)
