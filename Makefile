@@ -42,7 +42,8 @@ test-fast: setup
 demo: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/demo.py
 
-# swiftune vs PEFT, every measurement of issue 7 (about 10 min on 2 cores); BENCH_ARGS=--quick for a smoke run.
+# swiftune vs PEFT, every measurement of issue 7 at its shapes (long on 2 shared cores: see the Command line
+# in docs/benchmarks.md for the reduced shapes it was last written with); BENCH_ARGS=--quick: a smoke run.
 bench: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m bench --write docs/benchmarks.md $(BENCH_ARGS)
 

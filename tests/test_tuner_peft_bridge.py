@@ -35,7 +35,7 @@ CASE = model_case("llama")
 IDS = CASE.batch(0).inputs
 
 # The whole conformance suite for non-default PEFT methods (the default, PEFT's LoRA, runs in test_conformance).
-_LAYER_CHECKS = ["only_adapter_trains", "disable", "save_load", "merge", "two_adapters"]
+_LAYER_CHECKS = ["disable", "save_load", "merge", "two_adapters"]  # only_adapter_trains: see the tests below
 test_conformance_ia3 = pytest.mark.slow(
     conformance_tests("peft", models=["llama"], config={"peft_config": METHODS["ia3"]}, checks=_LAYER_CHECKS)
 )
@@ -44,7 +44,7 @@ test_conformance_loha = pytest.mark.slow(
 )
 test_conformance_ptuning = pytest.mark.slow(
     conformance_tests("peft", models=["llama"], config={"peft_config": METHODS["ptuning"]},
-                      checks=["identity", "only_adapter_trains", "save_load", "merge", "generate", "two_adapters"])
+                      checks=["identity", "save_load", "merge", "generate", "two_adapters"])
 )  # fmt: skip
 
 

@@ -140,6 +140,18 @@ def test_peft_prefix_projection_adapter_loads_in_swiftune(tmp_path):
     assert max_diff(logits(Swift.from_pretrained(llama_gqa(), tmp_path), inputs), expected) < ATOL
 
 
+def test_loading_into_a_training_projection_folds_it_with_a_warning():
+    """What an sft resume does: the file's folded prefixes replace the MLP, outputs unchanged."""
+    inputs = batch()
+    torch.manual_seed(0)
+    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM, "prefix_projection": True})
+    before, state = logits(model, inputs), model.adapter_state_dict("default")
+    with pytest.warns(UserWarning, match="prefix: adapter 'default' trains through a reparameterising encoder"):
+        model.tuners["default"].load_state_dict(model.model, state)
+    assert max_diff(logits(model, inputs), before) < ATOL
+    assert [p.shape for p in model.parameters() if p.requires_grad] == [(NUM, 64)]
+
+
 # -- the KV cache: prefix once, at prefill; masks and positions ------------------------------------------
 @pytest.mark.parametrize("cache_name", ["cache", "past_key_values"])
 def test_incremental_decoding_puts_the_prefix_in_the_cache_once(cache_name):
@@ -213,7 +225,7 @@ def test_config_errors_name_the_tuner_and_field():
     assert PrefixConfig().num_virtual_tokens == 20 and not PrefixConfig().prefix_projection
 
 
-def test_zero_init_leaves_the_model_unchanged():
+def test_zero_prefixes_still_take_attention_weight():
     inputs = batch()
     model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM, "init_weights": "zero"})
     base = llama_gqa()

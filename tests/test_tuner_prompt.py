@@ -196,6 +196,22 @@ def test_incremental_decoding_adds_the_virtual_tokens_once():
     assert max_diff(step.logits[:, -1], full[:, 5]) < ATOL
 
 
+def test_gradient_checkpointing_trains_the_virtual_tokens():
+    case = model_case("llama")
+    torch.manual_seed(0)
+    plain = Swift.prepare(case.build(), {"tuner": "prompt", "num_virtual_tokens": NUM})
+    torch.manual_seed(0)
+    checkpointed = Swift.prepare(case.build(), {"tuner": "prompt", "num_virtual_tokens": NUM})
+    checkpointed.model.gradient_checkpointing_enable()
+    grads = []
+    for model in (plain, checkpointed):
+        model.train()
+        case.loss(model, case.batch(0)).backward()
+        (param,) = [p for p in model.parameters() if p.requires_grad]
+        grads.append(param.grad)
+    assert grads[0].abs().max() > 0 and max_diff(grads[0], grads[1]) < 1e-6
+
+
 # -- config errors -------------------------------------------------------------------------------------------
 def test_config_errors_name_the_tuner_and_field(tmp_path):
     with pytest.raises(ConfigError, match="prompt: num_virtual_tokens"):

@@ -26,11 +26,15 @@ from swiftune.tuners.qlora import QLoraLinear, storage_bytes  # noqa: E402
 from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model, run_cli  # noqa: E402
 
 # Non-default configurations through the whole conformance suite (the defaults run in test_conformance).
-test_conformance_8bit = conformance_tests("qlora", models=["llama"], config={"bits": 8})
-test_conformance_fp4 = conformance_tests(
+# (8-bit training is slow on CPU: its loss falling is shown by test_prepare_quantizes_a_float_model.)
+test_conformance_8bit = pytest.mark.slow(conformance_tests(
+    "qlora", models=["llama"], config={"bits": 8},
+    checks=["identity", "only_adapter_trains", "disable", "save_load", "merge", "generate", "two_adapters"],
+))
+test_conformance_fp4 = pytest.mark.slow(conformance_tests(
     "qlora", models=["gpt2"], config={"bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False},
     checks=["identity", "save_load", "merge", "two_adapters"],
-)
+))
 
 IDS = torch.tensor([[5, 9, 17, 33, 2, 60, 41], [7, 7, 12, 50, 3, 28, 11]])
 

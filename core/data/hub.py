@@ -133,15 +133,34 @@ def _load_ms_cached(dataset_id: str, subset: str | None, split: str) -> RawRows 
     return raw
 
 
+def hf_local_snapshot(dataset_id: str) -> Path | None:
+    """The files of dataset repository ``dataset_id`` already in the Hugging Face hub cache
+    (``huggingface-cli download --repo-type dataset``), or None; never touches the network."""
+    from huggingface_hub import snapshot_download
+
+    cache = os.environ.get("HF_HUB_CACHE", "").strip() or None  # read per call, like MODELSCOPE_CACHE
+    try:
+        return Path(snapshot_download(dataset_id, repo_type="dataset", cache_dir=cache, local_files_only=True))
+    except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and relatives
+        return None
+
+
 def load_hub(hub: str, dataset_id: str, subset: str | None, split: str) -> RawRows:
-    """Load from "hf" or "ms" after checking the hub can be reached. In Hugging Face offline mode
-    the local ``datasets`` cache is still tried (it fails fast when the dataset is not there); a
-    ModelScope dataset already in the ModelScope cache is read from there, online or not."""
+    """Load from "hf" or "ms" after checking the hub can be reached. A ModelScope dataset already
+    in the ModelScope cache is read from there, online or not. Offline, a Hugging Face dataset is
+    read from a downloaded repository in the hub cache, else (in Hugging Face offline mode) from
+    the ``datasets`` cache, which fails fast when the dataset is not there."""
     if hub == "ms":
         cached = _load_ms_cached(dataset_id, subset, split)
         if cached is not None:
             return cached
     reason = offline_reason(hub)
+    if hub == "hf" and reason is not None:
+        folder = hf_local_snapshot(dataset_id)
+        if folder is not None:
+            raw = read_local(folder, split, subset=subset)
+            raw.origin = f"hf::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
+            return raw
     if hub == "hf" and reason is not None and reason == hf_offline_mode():
         return load_hf(dataset_id, subset, split)
     if reason is not None:

@@ -71,7 +71,7 @@ class Adapter(Tuner):
             layer.set_adapter_active(self.adapter_name, active)
 
     def remove(self, model: nn.Module) -> None:
-        for _, path, layer in list(self.layers(model)):
+        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
             layer.delete_adapter(self.adapter_name)
             if not layer.adapter_names:
                 set_module(model, path, layer.base_layer)

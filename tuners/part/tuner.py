@@ -66,9 +66,13 @@ class Part(Tuner):
     def inject(self, model: nn.Module) -> None:
         occurrences = list(iter_base_parameters(model))
         chosen = self._selected(model, occurrences) - self._excluded(occurrences)
-        chosen = {i for i in chosen if any(o.param.is_floating_point() for o in occurrences if id(o.param) == i)}
+        floating = {id(o.param) for o in occurrences if o.param.is_floating_point()}
+        chosen &= floating
         if not chosen:
             raise ValueError(f"{self._what()} selected no floating-point parameter of the model")
+        on_root = [o.name for o in occurrences if id(o.param) in chosen and not o.module_name]
+        if on_root:
+            raise ValueError(f"parameter '{on_root[0]}' belongs to the model itself, which cannot be wrapped")
         sites = {s.name: s for s in iter_sites(model)}
         deltas: dict[int, nn.Parameter] = {}
         for occ in occurrences:
@@ -84,8 +88,6 @@ class Part(Tuner):
     def _layer_for(self, model: nn.Module, sites: dict, occ: BaseParameter) -> tuple[PartLayer, str]:
         """The ``PartLayer`` around the owner of ``occ`` (made if needed) and the name under it."""
         attr = occ.name.rpartition(".")[2]
-        if not occ.module_name:
-            raise ValueError(f"parameter '{occ.name}' belongs to the model itself, which cannot be wrapped")
         site = sites[occ.module_name]
         module, hops = site.module, 0
         while isinstance(module, WrapperLayer) and not isinstance(module, PartLayer):
@@ -124,7 +126,7 @@ class Part(Tuner):
             layer.set_adapter_active(self.adapter_name, active)
 
     def remove(self, model: nn.Module) -> None:
-        for _, path, layer in list(self.layers(model)):
+        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
             layer.delete_adapter(self.adapter_name)
             if not layer.adapter_names:
                 set_module(model, path, layer.base_layer)

@@ -52,7 +52,8 @@ def build_peft_config(fields: Mapping[str, Any]) -> Any:
     if not peft_type:
         raise ValueError("needs 'peft_type' (e.g. 'IA3', 'LOHA', 'LOKR', 'ADALORA', 'LORA')")
     if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
-        raise ValueError(f"unknown peft_type '{peft_type}'; PEFT knows: {', '.join(sorted(map(str, PEFT_TYPE_TO_CONFIG_MAPPING)))}")
+        known = sorted(getattr(t, "value", str(t)) for t in PEFT_TYPE_TO_CONFIG_MAPPING)
+        raise ValueError(f"unknown peft_type '{peft_type}'; PEFT knows: {', '.join(known)}")
     data["peft_type"] = peft_type
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
     try:

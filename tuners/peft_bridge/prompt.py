@@ -73,7 +73,8 @@ class PeftPromptBridge(PeftBridge):
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
         from peft.utils.other import _prepare_prompt_learning_config
 
-        common.check_decoder_or_encoder(model, self.name)
+        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+            raise ValueError(f"{self.config.method} on encoder-decoder models is not supported by the bridge; use peft.get_peft_model")
         embeddings = model.get_input_embeddings()
         if embeddings is None:
             raise ValueError(f"{self.config.method} needs a model with input embeddings")

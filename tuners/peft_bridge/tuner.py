@@ -15,6 +15,7 @@ exactly its adapters and removes it with the last one.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -77,6 +78,12 @@ class PeftBridge(Tuner):
     def inject(self, model: nn.Module) -> None:
         import peft
 
+        if self.config.method == "ADALORA" and not self.loading:
+            warnings.warn(
+                "peft bridge: AdaLoRA's rank reallocation (update_and_allocate) and orthogonality loss live in "
+                "PEFT's AdaLoraModel and do not run here; the adapter trains at its initial rank",
+                stacklevel=3,
+            )
         layer_cls = _tuner_layer_cls()
         existing = [m for m in model.modules() if isinstance(m, layer_cls)]
         active_before = [(m, list(m.active_adapters)) for m in existing]

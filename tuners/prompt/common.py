@@ -8,6 +8,7 @@ act by rewriting forward / generate keyword arguments, never by touching the mod
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import torch
@@ -57,6 +58,18 @@ def detach(model: nn.Module, adapter_name: str) -> None:
         del container[adapter_name]
     if not len(container):
         del model._modules[CONTAINER]
+
+
+def fold_for_loading(encoder: nn.Module, tuner: str, adapter_name: str) -> None:
+    """Files hold folded rows: an encoder still training through its MLP / LSTM drops it (warned)."""
+    if not encoder.folded:
+        warnings.warn(
+            f"{tuner}: adapter '{adapter_name}' trains through a reparameterising encoder, but adapter files "
+            "hold its folded output; training continues on the loaded rows directly (an optimizer state "
+            "saved for the encoder no longer fits)",
+            stacklevel=3,
+        )
+    encoder.fold()
 
 
 def named_parameters(model: nn.Module, adapter_name: str) -> list[tuple[str, nn.Parameter]]:

@@ -162,5 +162,5 @@ class PromptTuning(Tuner):
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
         encoder: PromptEncoder = common.encoder_of(model, self.adapter_name)
-        encoder.fold()  # files hold folded embeddings
+        common.fold_for_loading(encoder, self.name, self.adapter_name)
         load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)
