@@ -33,8 +33,9 @@ $(PLUGIN_STAMP): $(STAMP) $(PLUGIN_SOURCES)
 	$(PIP) install -q --no-build-isolation $(addprefix ./,$(PLUGINS))
 	touch $(PLUGIN_STAMP)
 
+# Two workers, one per core (tests/conftest.py gives each worker one torch thread).
 test: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -ra
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -ra -n 2 --durations=20
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow"

@@ -103,13 +103,19 @@ def merge(args: argparse.Namespace) -> int:
     """One page from the ``--dump`` files of runs made side by side (each ``--only`` some measurements)."""
     from .report import Chart, Section, Target, render
 
-    runs = [json.loads(p.read_text()) for p in args.merge]
+    runs = [json.loads(p.read_text()) for p in args.merge if p.exists()]
     sections = []
     for run in runs:
         for d in run["sections"]:
             d["charts"] = [Chart(**c) for c in d["charts"]]
             d["targets"] = [Target(**t) for t in d["targets"]]
             sections.append(Section(**d))
+    present = {s.key for s in sections}
+    for name in MEASUREMENTS:
+        if name not in present:
+            title = importlib.import_module(f".{name}", __package__).TITLE
+            sections.append(Section(name, title, lines=["Not run in this page's runs (out of time on the shared "
+                                                       "machine); rerun with `python -m bench --only " + name + "`.", ""]))
     sections.sort(key=lambda s: MEASUREMENTS.index(s.key) if s.key in MEASUREMENTS else len(MEASUREMENTS))
     command = " ; ".join(r["command"] for r in runs) + " (run side by side, then merged)"
     settings = " | ".join(r["settings"] for r in runs)

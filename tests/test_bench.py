@@ -39,7 +39,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         assert f"## {title}" in text, title
     assert "**Failed**" not in text, text
     # The step comparison produced four contenders with positive times and three ratios.
-    step = re.findall(r"^\| (swiftune|peft) (fp32|bf16) \| ([0-9.]+) \|", text, re.M)
+    step_section = text.split("## 1. LoRA training step", 1)[1].split("\n## ", 1)[0]
+    step = re.findall(r"^\| (swiftune|peft) (fp32|bf16) \| ([0-9.]+) \|", step_section, re.M)
     assert len(step) == 4 and all(float(s[2]) > 0 for s in step)
     # Every tuner has a row in the memory table: a figure, or the reason it has none.
     for tuner in ["lora", "qlora", "adapter", "prefix", "prompt", "side", "restuning", "part", "bitfit", "full", "peft"]:
