@@ -32,11 +32,12 @@ PROMPTS = [
     "What is the capital of France?",
     "What is 7 + 8?",
 ]
-GENERATION = GenerationArguments(max_new_tokens=40)
+#: Greedy, with a mild repetition penalty (a 135M model otherwise loops on a new word such as "swiftune").
+GENERATION = GenerationArguments(max_new_tokens=40, repetition_penalty=1.2)
 
 
 def answers(adapters: list[str]) -> list[str]:
-    """Greedy answers to ``PROMPTS`` from the base model plus ``adapters``, in one left-padded batch."""
+    """Answers to ``PROMPTS`` from the base model plus ``adapters``, in one left-padded batch."""
     built = rebuild(adapters, model=None if adapters else DEFAULT_MODEL)
     generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template)
     prompts = [generator.encode([{"role": "user", "content": p}]) for p in PROMPTS]

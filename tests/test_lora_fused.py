@@ -150,7 +150,11 @@ def _lm_pair() -> tuple[nn.Module, nn.Module]:
     return fused, unfused
 
 
-def test_bf16_autocast_takes_the_fused_path_and_matches_autocast_linear() -> None:
+@pytest.mark.parametrize("autocast_fused", [True, False])
+def test_bf16_autocast_matches_autocast_linear(autocast_fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from swiftune.tuners.lora import layer as lora_layer
+
+    monkeypatch.setattr(lora_layer, "AUTOCAST_FUSED", autocast_fused)
     fused, unfused = _lm_pair()
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     results = []
@@ -164,7 +168,8 @@ def test_bf16_autocast_takes_the_fused_path_and_matches_autocast_linear() -> Non
     layer = next(m for m in fused.modules() if isinstance(m, LoraLinear))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(torch.randn(3, layer.in_features, requires_grad=True))
-    assert y.dtype == torch.bfloat16 and type(y.grad_fn).__name__ == "_FusedLoraLinearBackward"
+    assert y.dtype == torch.bfloat16
+    assert (type(y.grad_fn).__name__ == "_FusedLoraLinearBackward") == autocast_fused
     (z_f, l_f, g_f), (z_u, l_u, g_u) = results
     assert abs(l_f - l_u) < 2e-2
     torch.testing.assert_close(z_f, z_u, atol=5e-2, rtol=5e-2)
@@ -174,7 +179,10 @@ def test_bf16_autocast_takes_the_fused_path_and_matches_autocast_linear() -> Non
         torch.testing.assert_close(g_f[n], g_u[n], atol=2e-2, rtol=5e-2, msg=n)
 
 
-def test_cached_bf16_weight_follows_merges_and_inference_mode() -> None:
+def test_cached_bf16_weight_follows_merges_and_inference_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from swiftune.tuners.lora import layer as lora_layer
+
+    monkeypatch.setattr(lora_layer, "AUTOCAST_FUSED", True)
     fused, _ = _lm_pair()
     fused.eval()
     ids = torch.randint(0, 64, (1, 6), generator=torch.Generator().manual_seed(2))

@@ -19,6 +19,10 @@ from swiftune.module_utils import is_linear
 
 from .fused import is_plain_linear, lora_linear
 
+#: Run the fused op under autocast too (in the autocast dtype, frozen weight casts cached). Off: on
+#: CPU its in-place bf16 rank-r GEMMs were slower than autocast's linear (docs/benchmarks.md).
+AUTOCAST_FUSED = False
+
 
 class LoraLayer(WrapperLayer):
     """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run."""
@@ -161,6 +165,10 @@ class LoraLinear(LoraLayer):
                 return None
             return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
         low = torch.get_autocast_dtype(device)
+        if not AUTOCAST_FUSED:
+            # Measured slower on a CPU with AVX512-BF16: the rank-r GEMMs accumulated in place in bf16
+            # (addmm_ with beta=1) take a slow kernel there, unlike autocast's own linear.
+            return None
         if not (w.dtype == torch.float32 and x.dtype in (torch.float32, low) and low in (torch.bfloat16, torch.float16)):
             return None
         with torch.autocast(device, enabled=False):
