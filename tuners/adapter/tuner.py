@@ -14,13 +14,13 @@ from torch import nn
 from swiftune.module_utils import find_targets, set_module
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.tuners.side.structure import hidden_size, linear_features, wrapper_sites
+from swiftune.structure import WrapperLayerTuner, hidden_size, linear_features, wrapper_sites
 
 from .config import AdapterConfig
 from .layer import AdapterLayer
 
 
-class Adapter(Tuner):
+class Adapter(WrapperLayerTuner, Tuner):
     name = "adapter"
     description = "Houlsby bottleneck (down, act, up, residual) after attention / MLP outputs"
     config_class = AdapterConfig
@@ -65,16 +65,6 @@ class Adapter(Tuner):
         for name, path, layer in wrapper_sites(model, AdapterLayer):
             if self.adapter_name in layer.adapter_down:
                 yield name, path, layer  # type: ignore[misc]
-
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        for _, _, layer in self.layers(model):
-            layer.set_adapter_active(self.adapter_name, active)
-
-    def remove(self, model: nn.Module) -> None:
-        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
-            layer.delete_adapter(self.adapter_name)
-            if not layer.adapter_names:
-                set_module(model, path, layer.base_layer)
 
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         for _, path, layer in self.layers(model):

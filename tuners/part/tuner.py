@@ -18,7 +18,7 @@ from swiftune.layers import WrapperLayer
 from swiftune.module_utils import iter_sites, name_matches, set_module
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.tuners.side.structure import find_blocks, wrapper_sites
+from swiftune.structure import WrapperLayerTuner, find_blocks, wrapper_sites
 
 from .config import BitFitConfig, PartConfig
 from .layer import PartLayer
@@ -32,7 +32,7 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, NORM_CLASSES) or "norm" in type(module).__name__.lower()
 
 
-class Part(Tuner):
+class Part(WrapperLayerTuner, Tuner):
     name = "part"
     description = "train only the selected existing parameters (regex); the base stays frozen under per-adapter deltas"
     config_class = PartConfig
@@ -120,16 +120,6 @@ class Part(Tuner):
                     seen.add(id(delta))
                     out[f"{name}.{rel.rpartition('.')[2]}"] = (delta, layer.base_parameter(rel), name)
         return out
-
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        for _, _, layer in self.layers(model):
-            layer.set_adapter_active(self.adapter_name, active)
-
-    def remove(self, model: nn.Module) -> None:
-        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
-            layer.delete_adapter(self.adapter_name)
-            if not layer.adapter_names:
-                set_module(model, path, layer.base_layer)
 
     # -- parameters and state ------------------------------------------------------------------------
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

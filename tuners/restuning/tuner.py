@@ -15,7 +15,7 @@ from torch.utils.hooks import RemovableHandle
 from swiftune.module_utils import Site, iter_sites, name_matches, output_embedding_names, set_module
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.tuners.side.structure import hidden_size, linear_features, select_blocks, wrapper_sites
+from swiftune.structure import hidden_size, linear_features, select_blocks, wrapper_sites
 
 from .config import ResTuningConfig
 from .ladder import Ladder

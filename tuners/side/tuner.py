@@ -16,10 +16,10 @@ from swiftune.tuner import Tuner
 
 from .config import SideConfig
 from .layer import SideLayer
-from .structure import hidden_size, linear_features, select_blocks, wrapper_sites
+from swiftune.structure import WrapperLayerTuner, hidden_size, linear_features, select_blocks, wrapper_sites
 
 
-class Side(Tuner):
+class Side(WrapperLayerTuner, Tuner):
     name = "side"
     description = "a small side network blended with a block's output through a learned gate"
     config_class = SideConfig
@@ -69,16 +69,6 @@ class Side(Tuner):
         out = {f"side.{k}": p for k, p in layer.side[self.adapter_name].named_parameters()}
         out["side_alpha"] = layer.side_alpha[self.adapter_name]
         return out
-
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        for _, _, layer in self.layers(model):
-            layer.set_adapter_active(self.adapter_name, active)
-
-    def remove(self, model: nn.Module) -> None:
-        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
-            layer.delete_adapter(self.adapter_name)
-            if not layer.adapter_names:
-                set_module(model, path, layer.base_layer)
 
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         for _, path, layer in self.layers(model):
