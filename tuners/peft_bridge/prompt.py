@@ -25,7 +25,6 @@ from .config import PeftBridgeConfig, canonical
 from .tuner import PeftBridge
 
 WEIGHTS_KEY = "prompt_embeddings"
-IGNORE_INDEX = -100
 
 
 class PeftPrompt(nn.Module):
@@ -118,30 +117,8 @@ class PeftPromptBridge(PeftBridge):
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""
-        num = self.num_virtual_tokens
-        tokens = common.token_inputs(kwargs, self.name)
-        batch, length = tokens.shape[:2]
-        cache = common.get_cache(kwargs)
-        past = common.cache_length(cache)
-        if past:  # a decoding step: the virtual tokens are in the cache already
-            if common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches):
-                common.prepend(kwargs, "attention_mask", num, 1)
-                common.shift_positions(kwargs, num, with_virtual=False)
-            return kwargs
-        if cache is not None:
-            self._caches.add(cache)
-        if common.caller_excludes_virtual(kwargs, num, num + length, default=True):
-            common.prepend(kwargs, "attention_mask", num, 1)
-            common.shift_positions(kwargs, num, with_virtual=True)
-        embeds = kwargs.pop("inputs_embeds", None)
-        ids = kwargs.pop("input_ids", None)
-        if embeds is None:
-            embeds = model.get_input_embeddings()(ids)
-        prompts = common.encoder_of(model, self.adapter_name)().to(embeds.dtype)
-        kwargs["inputs_embeds"] = torch.cat([prompts.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
-        common.prepend(kwargs, "labels", num, IGNORE_INDEX)
-        common.prepend(kwargs, "token_type_ids", num, 0)
-        return kwargs
+        return common.prepend_virtual_tokens(model, kwargs, self.adapter_name, self.num_virtual_tokens, self.name,
+                                             self._caches)
 
     # -- parameters and state --------------------------------------------------------------------------
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

@@ -225,3 +225,36 @@ def check_no_checkpointing(model: nn.Module, tuner: str) -> None:
             f"{tuner}: prefix tuning does not work with gradient checkpointing (it drops the KV cache that "
             "carries the prefixes); disable it, or use the 'prompt' or 'lora' tuner"
         )
+
+
+IGNORE_INDEX = -100
+
+
+def prepend_virtual_tokens(model: nn.Module, kwargs: dict[str, Any], adapter_name: str, num: int, tuner: str,
+                           seen_caches: Any) -> dict[str, Any]:
+    """``kwargs`` of a forward call with the adapter's virtual tokens in front when the call starts a
+    sequence; on a decoding step (the tokens are in the KV cache already) only mask and positions
+    are extended. ``seen_caches`` (a weak set) remembers the caches this adapter prefilled."""
+    tokens = token_inputs(kwargs, tuner)
+    batch, length = tokens.shape[:2]
+    cache = get_cache(kwargs)
+    past = cache_length(cache)
+    if past:
+        if caller_excludes_virtual(kwargs, num, past + length, default=cache in seen_caches):
+            prepend(kwargs, "attention_mask", num, 1)
+            shift_positions(kwargs, num, with_virtual=False)
+        return kwargs
+    if cache is not None:
+        seen_caches.add(cache)
+    if caller_excludes_virtual(kwargs, num, num + length, default=True):
+        prepend(kwargs, "attention_mask", num, 1)
+        shift_positions(kwargs, num, with_virtual=True)
+    embeds = kwargs.pop("inputs_embeds", None)
+    ids = kwargs.pop("input_ids", None)
+    if embeds is None:
+        embeds = model.get_input_embeddings()(ids)
+    prompts = encoder_of(model, adapter_name)().to(embeds.dtype)
+    kwargs["inputs_embeds"] = torch.cat([prompts.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+    prepend(kwargs, "labels", num, IGNORE_INDEX)
+    prepend(kwargs, "token_type_ids", num, 0)
+    return kwargs
