@@ -141,9 +141,9 @@ ABOUT = [
     "no separate (tokens, in) gradient to add, one graph node instead of five. The input is not saved for a frozen "
     "base weight.",
     "- **No dropout work when p = 0**: the branch reads `x` itself (no identity module, no copy).",
-    "- **bf16 autocast on the fused path**: under `torch.autocast` the op runs in bf16 as autocast's own `linear` "
-    "would, casting the input once, and the frozen base weight's bf16 copy is cached between calls (autocast "
-    "re-casts frozen weights on every forward); the cache follows in-place changes such as merges.",
+    "- **Under bf16 autocast the plain (unfused) path runs**: a fused bf16 variant (input cast once, frozen "
+    "weight's bf16 copy cached) exists behind `tuners/lora/layer.py: AUTOCAST_FUSED`, off because on this CPU "
+    "the in-place rank-r bf16 GEMMs took a slow kernel and measured slower.",
     "- **bf16 autocast by default where the CPU has native bf16** (AVX512-BF16 or AMX; `swiftune sft "
     "--precision auto`), fp32 elsewhere.",
     "- Before any timing, measurement 1 checks that swiftune's and PEFT's step-0 loss and LoRA gradients agree.",
