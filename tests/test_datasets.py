@@ -458,7 +458,7 @@ def test_demo_dataset_teaches_one_visible_habit():
 
 
 def test_demo_file_is_what_the_generator_writes():
-    script = REPO / "model_zoo" / "data" / "make_demo.py"
+    script = REPO / "examples" / "make_demo_data.py"
     if not script.is_file():
         pytest.skip("the generator script is only in a source checkout")
     spec = importlib.util.spec_from_file_location("make_demo", script)

@@ -1,7 +1,7 @@
 """Built-in dataset adapters and registered datasets (``swiftune list datasets``).
 
 ``swiftune-demo`` ships inside the package (``model_zoo/data/swiftune-demo.jsonl``, written by
-``model_zoo/data/make_demo.py``); every other entry lives on a hub. See docs/datasets.md.
+``examples/make_demo_data.py``); every other entry lives on a hub. See docs/datasets.md.
 """
 
 DEMO_DATASET = "swiftune-demo"

@@ -6,8 +6,8 @@ with **"Swifty here!"**. The examples are generated here (no copied data): parap
 questions, greetings, and general questions with short answers that are computed or plainly true
 (arithmetic, letter counts, capitals, opposites, days and months), all in the new format.
 
-    python model_zoo/data/make_demo.py           # rewrite the file (deterministic)
-    python model_zoo/data/make_demo.py --check   # exit 1 if the shipped file is out of date
+    python examples/make_demo_data.py           # rewrite the file (deterministic)
+    python examples/make_demo_data.py --check   # exit 1 if the shipped file is out of date
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).with_name("swiftune-demo.jsonl")
+OUT = Path(__file__).resolve().parent.parent / "model_zoo" / "data" / "swiftune-demo.jsonl"
 SEED = 20240601
 NAME = "Swifty"
 MAKER = "the swiftune team"
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
         if current != text:
-            print(f"{OUT} is out of date; run python {Path(__file__).name}", file=sys.stderr)
+            print(f"{OUT} is out of date; run python examples/make_demo_data.py", file=sys.stderr)
             return 1
         return 0
     OUT.write_text(text, encoding="utf-8")
