@@ -42,6 +42,8 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
     leftovers = [n for n, m in merged.named_modules() if "lora" in type(m).__name__.lower()]
     same_structure = not leftovers and [type(m) for m in merged.modules()] == [type(m) for m in base.modules()]
     merge_diff = (merged_logits - unmerged_logits).abs().max().item()
+    # fp32 merge error grows with depth and logit size: judged relative to the largest logit.
+    merge_rel = merge_diff / unmerged_logits.abs().max().item()
     peft_diff = (peft_logits - unmerged_logits).abs().max().item()
 
     calls = {
@@ -58,7 +60,7 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
     lines = table(["contender", "CPU s min", "CPU s median", "/ base (min)", "/ base (median)", "/ base (paired)"], rows)
     lines += [
         f"Merged model: {'the base architecture again (no LoRA module left)' if same_structure else f'NOT the base architecture: {leftovers[:3]}'}; "
-        f"max |logits(merged) - logits(unmerged)| = {merge_diff:.1e}; swiftune vs PEFT unmerged logits: {peft_diff:.1e}.",
+        f"max |logits(merged) - logits(unmerged)| = {merge_diff:.1e} ({merge_rel:.1e} of the largest logit); swiftune vs PEFT unmerged logits: {peft_diff:.1e}.",
         "",
     ]
     over = ratio(t, "swiftune unmerged", "base")
@@ -68,8 +70,8 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
         Target("unmerged forward overhead <= 10% over the base",
                f"{(over[1] - 1) * 100:+.1f}% median, {(over[0] - 1) * 100:+.1f}% min (PEFT {(over_peft[1] - 1) * 100:+.1f}%)",
                over[1] <= 1.10),
-        Target("merged == base", f"same modules: {same_structure}, logits diff {merge_diff:.1e}, time {merged_r[1]:.3f}x base",
-               same_structure and merge_diff < 1e-3 and merged_r[1] <= 1.05),
+        Target("merged == base", f"same modules: {same_structure}, logits diff {merge_rel:.1e} relative, time {merged_r[1]:.3f}x base",
+               same_structure and merge_rel < 1e-4 and merged_r[1] <= 1.05),
     ]
     chart = Chart("lora_forward", "Forward pass relative to the base model (median)", list(t),
                   [ratio(t, n, "base")[1] for n in t], "x base", 1.10, "target: unmerged <= 1.10")

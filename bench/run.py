@@ -117,7 +117,7 @@ def merge(args: argparse.Namespace) -> int:
             sections.append(Section(name, title, lines=["Not run in this page's runs (out of time on the shared "
                                                        "machine); rerun with `python -m bench --only " + name + "`.", ""]))
     sections.sort(key=lambda s: MEASUREMENTS.index(s.key) if s.key in MEASUREMENTS else len(MEASUREMENTS))
-    command = " ; ".join(r["command"] for r in runs) + " (run side by side, then merged)"
+    command = " ; ".join(r["command"] for r in runs) + " (then merged into one page with --merge)"
     settings = " | ".join(r["settings"] for r in runs)
     page = args.write or Path("docs/benchmarks.md")
     page.write_text(render(sections, command, settings, args.charts or page.parent / "benchmarks", page))
