@@ -57,6 +57,12 @@ def _atomic_write(path: Path, write) -> None:
 def save_adapter(folder: str | Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    write_weights_file(folder / WEIGHTS_NAME, tensors)
+    write_adapter_config(folder, config)
+
+
+def write_weights_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """One safetensors file, written atomically (tied tensors are stored as copies)."""
     contiguous: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for k, v in tensors.items():
@@ -65,8 +71,11 @@ def save_adapter(folder: str | Path, config: Mapping[str, Any], tensors: Mapping
         storage = v.untyped_storage().data_ptr()
         contiguous[k] = v.clone() if storage in seen else v
         seen.add(storage)
-    # Weights first, config last: a folder with a config is a complete adapter.
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+
+
+def write_adapter_config(folder: Path, config: Mapping[str, Any]) -> None:
+    """Written after the weights: a folder with a config is a complete adapter."""
     text = json.dumps(dict(config), indent=2, sort_keys=True)
     _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
 

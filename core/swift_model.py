@@ -18,7 +18,7 @@ from torch import nn
 from . import registries
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
-from .serialization import adapter_dir, check_adapter_name, save_adapter
+from .serialization import adapter_dir, check_adapter_name, write_adapter_config
 from .tuner import Tuner
 
 
@@ -242,16 +242,19 @@ class SwiftModel(nn.Module):
             config = tuner.config.to_disk_dict()
             if tuner.peft_compatible:
                 config.setdefault("base_model_name_or_path", base_id)
-            save_adapter(adapter_dir(path, name), config, tuner.state_dict(self.model))
+            folder = adapter_dir(path, name)
+            folder.mkdir(parents=True, exist_ok=True)
+            tuner.write_weights(self.model, folder)
+            write_adapter_config(folder, config)
 
     def load_adapter(self, path: str | Path, adapter_name: str = "default", *, active: bool = True) -> Tuner:
         """Add an adapter from a folder written by swiftune or PEFT."""
-        from .serialization import read_adapter_config, read_adapter_weights
+        from .serialization import read_adapter_config
 
         config = config_from_disk(read_adapter_config(path), source=str(path))
         tuner = self._add_adapter(adapter_name, config, active=active, loading=True)
         try:
-            tuner.load_state_dict(self.model, read_adapter_weights(path))
+            tuner.load_state_dict(self.model, tuner.read_weights(Path(path)))
         except Exception:
             self.delete_adapter(adapter_name)
             raise

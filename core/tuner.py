@@ -7,6 +7,7 @@ capability flags, which the conformance suite (``swiftune.testing``) reads as we
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 
 from .config import TunerConfig
 from .errors import NotMergeableError
+from .serialization import WEIGHTS_NAME, read_adapter_weights, write_weights_file
 
 
 class Tuner:
@@ -77,6 +79,15 @@ class Tuner:
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The adapter's tensors under their on-disk key names (PEFT's when peft_compatible)."""
         raise NotImplementedError
+
+    def write_weights(self, model: nn.Module, folder: Path) -> None:
+        """Write the weight file(s) into ``folder`` (default: ``state_dict`` as adapter_model.safetensors).
+        The config is written after this returns, so a folder with a config is complete."""
+        write_weights_file(folder / WEIGHTS_NAME, self.state_dict(model))
+
+    def read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
+        """Read what ``write_weights`` wrote (safetensors only)."""
+        return read_adapter_weights(folder)
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
         """Load tensors from ``state_dict`` strictly: missing, unexpected or misshapen keys raise

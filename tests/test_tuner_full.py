@@ -1,5 +1,6 @@
-"""``full``: every base parameter trains (never other adapters' tensors), the saved file is the
-whole state dict under transformers' keys, it loads back, and the honest limits raise or warn."""
+"""``full``: every base parameter trains (never other adapters' tensors), the saved folder is a
+transformers model (config.json + safetensors shards) that plain transformers and swiftune load, and
+the honest limits raise or warn."""
 
 from __future__ import annotations
 
@@ -24,28 +25,34 @@ def test_every_base_parameter_trains_and_is_saved(tmp_path):
     moved = {n for n, p in base.named_parameters() if not torch.equal(p, before[n])}
     assert len(moved) > 0.9 * len(names), f"only {len(moved)} of {len(names)} parameters moved"
     model.save_pretrained(tmp_path)
-    saved = load_file(tmp_path / "adapter_model.safetensors")
+    saved = load_file(tmp_path / "model" / "model.safetensors")
     assert set(saved) == names  # transformers' own parameter names (gpt2 ties lm_head: saved once)
     assert all(torch.equal(saved[n], p) for n, p in base.named_parameters())
 
 
-def test_saved_weights_load_in_plain_transformers(tmp_path):
+@pytest.mark.parametrize("max_shard_size", ["2GB", "20KB"])
+def test_saved_folder_is_a_transformers_model(tmp_path, max_shard_size):
     from transformers import AutoModelForCausalLM
 
     case = model_case("llama")
-    model = Swift.prepare(case.build(), {"tuner": "full"})
+    model = Swift.prepare(case.build(), {"tuner": "full", "max_shard_size": max_shard_size})
     train_steps(model, case, 3)
     adapted = logits_of(model, case)
-    model.save_pretrained(tmp_path / "adapter")
-    # 1. the adapter file is a plain state dict: transformers' load_state_dict takes it strictly
-    plain = case.build()
-    plain.load_state_dict(load_file(tmp_path / "adapter" / "adapter_model.safetensors"), strict=True)
-    assert torch.equal(logits_of(plain, case), adapted)
-    # 2. merge_and_unload (what `swiftune export` does) gives a model AutoModel loads alone
-    merged = Swift.from_pretrained(case.build(), tmp_path / "adapter").merge_and_unload()
-    merged.save_pretrained(tmp_path / "plain")
-    again = AutoModelForCausalLM.from_pretrained(tmp_path / "plain").eval()
-    torch.testing.assert_close(logits_of(again, case), adapted, atol=1e-6, rtol=1e-6)
+    model.save_pretrained(tmp_path / "run")
+    shards = sorted(p.name for p in (tmp_path / "run" / "model").glob("model*.safetensors"))
+    if max_shard_size == "20KB":
+        assert len(shards) > 1 and (tmp_path / "run" / "model" / "model.safetensors.index.json").is_file(), shards
+    else:
+        assert shards == ["model.safetensors"]
+    # 1. plain transformers loads the folder as it is
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model").eval()
+    torch.testing.assert_close(logits_of(plain, case), adapted, atol=0, rtol=0)
+    # 2. swiftune loads it back onto a fresh base; merge_and_unload (what `swiftune export` does) too
+    merged = Swift.from_pretrained(case.build(), tmp_path / "run").merge_and_unload()
+    assert torch.equal(logits_of(merged, case), adapted)
+    # 3. saving again with other shard sizes leaves no stale shard behind
+    Swift.prepare(case.build(), {"tuner": "full"}).save_pretrained(tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run" / "model").glob("model*.safetensors*")) == ["model.safetensors"]
 
 
 def test_does_not_train_other_adapters_tensors(tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
-from ..serialization import adapter_dir, read_adapter_weights
+from ..serialization import adapter_dir
 from ..swift_model import SwiftModel
 from .faults import fault_point
 
@@ -63,7 +63,7 @@ def publish(staged: Path, final: Path) -> None:
 def load_adapters_into(model: SwiftModel, folder: str | Path) -> None:
     """Load every adapter saved in ``folder`` into the tuner of the same name on ``model``."""
     for name, tuner in model.tuners.items():
-        tuner.load_state_dict(model.model, read_adapter_weights(adapter_dir(folder, name)))
+        tuner.load_state_dict(model.model, tuner.read_weights(adapter_dir(folder, name)))
 
 
 class SwiftTrainer(Trainer):

@@ -19,3 +19,6 @@ class FullConfig(TunerConfig):
         description="parameters left frozen: a regex matched in full against parameter names "
         r"(e.g. 'model\.embed_tokens\..*'), or a list of names / name suffixes; they are still saved",
     )
+    max_shard_size: str = Field(
+        "2GB", description="largest weight file; bigger models are saved in shards with an index, as transformers does"
+    )

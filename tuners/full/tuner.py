@@ -8,25 +8,38 @@ means for the adapter operations, each stated by a flag or in the docs:
 * ``mergeable``: the trained weights already are the model's, so merging is a no-op and
   ``merge_and_unload()`` (hence ``swiftune export``) returns the fine-tuned plain model.
 * One ``full`` adapter per model: a second would train the very same tensors.
-* Saved: ``adapter_model.safetensors`` with every base parameter under its plain transformers
-  state-dict key (tied weights once), loaded back by copying into a fresh base.
+* Saved as a transformers model in the adapter folder's ``model/`` subfolder: ``config.json`` +
+  ``model.safetensors`` (sharded with ``model.safetensors.index.json`` past ``max_shard_size``),
+  every base parameter under its plain state-dict key (tied weights once), so
+  ``AutoModel*.from_pretrained(folder / "model")`` loads it as is. (Not in the adapter folder itself:
+  transformers, seeing ``adapter_config.json`` there, would take the folder for a PEFT adapter.)
+  swiftune loads it back by copying into a fresh base (an older ``adapter_model.safetensors`` too).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 import weakref
+from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
 
 from swiftune.module_utils import name_matches
-from swiftune.serialization import load_checked
+from swiftune.errors import AdapterLoadError
+from swiftune.serialization import WEIGHTS_NAME, load_checked, read_adapter_weights, write_weights_file
 from swiftune.tuner import Tuner
 from swiftune.tuners.part.params import BaseParameter, base_parameters
 
 from .config import FullConfig
+
+#: The adapter folder's subfolder holding the transformers model.
+MODEL_SUBFOLDER = "model"
+_SHARD_PATTERN = "model{suffix}.safetensors"  # transformers' names: model.safetensors, model-00001-of-00002...
+_SINGLE_NAME = "model.safetensors"
+_INDEX_NAME = "model.safetensors.index.json"
 
 #: model -> name of its full adapter (a plain mapping would keep dropped models alive).
 _OWNERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
@@ -88,6 +101,44 @@ class Full(Tuner):
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return {name: bp.param.detach() for name, bp in self._all(model).items()}
+
+    def write_weights(self, model: nn.Module, folder: Path) -> None:
+        """transformers' layout in ``folder/model``, a model plain ``from_pretrained`` loads."""
+        from huggingface_hub import split_torch_state_dict_into_shards
+
+        folder = folder / MODEL_SUBFOLDER
+        folder.mkdir(exist_ok=True)
+        tensors = self.state_dict(model)
+        split = split_torch_state_dict_into_shards(tensors, filename_pattern=_SHARD_PATTERN,
+                                                   max_shard_size=self.config.max_shard_size)
+        for old in folder.glob("model*.safetensors*"):  # a previous save with other shards
+            old.unlink()
+        for filename, keys in split.filename_to_tensors.items():
+            write_weights_file(folder / filename, {k: tensors[k] for k in keys})
+        if split.is_sharded:
+            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+                     "weight_map": split.tensor_to_filename}
+            (folder / _INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True))
+        config = getattr(model, "config", None)
+        if config is not None and hasattr(config, "to_json_file"):
+            config.to_json_file(str(folder / "config.json"))
+
+    def read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        if (folder / WEIGHTS_NAME).is_file() and not (folder / MODEL_SUBFOLDER).is_dir():
+            return read_adapter_weights(folder)
+        folder = folder / MODEL_SUBFOLDER
+        if (folder / _INDEX_NAME).is_file():
+            files = sorted(set(json.loads((folder / _INDEX_NAME).read_text())["weight_map"].values()))
+        elif (folder / _SINGLE_NAME).is_file():
+            files = [_SINGLE_NAME]
+        else:
+            raise AdapterLoadError(f"{folder}: no {_SINGLE_NAME} or {_INDEX_NAME} for the full adapter")
+        out: dict[str, torch.Tensor] = {}
+        for name in files:
+            out.update(load_file(str(folder / name)))
+        return out
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
         targets = {name: (bp.param, bp.module_name) for name, bp in self._all(model).items()}
