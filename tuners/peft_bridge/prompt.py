@@ -12,7 +12,6 @@ encoder produces, and a loaded adapter uses those rows directly (PEFT's ``infere
 from __future__ import annotations
 
 import copy
-import weakref
 from typing import Any, Iterator
 
 import torch
@@ -49,7 +48,7 @@ class PeftPrompt(nn.Module):
         return self.forward().detach().clone()
 
 
-class PeftPromptBridge(PeftBridge):
+class PeftPromptBridge(common.InputRewriter, PeftBridge):
     """``PeftBridge`` for a P_TUNING / PROMPT_TUNING config (``PeftBridge(...)`` returns one)."""
 
     mergeable = False
@@ -59,9 +58,7 @@ class PeftPromptBridge(PeftBridge):
 
     def __init__(self, adapter_name: str, config: PeftBridgeConfig) -> None:
         super().__init__(adapter_name, config)
-        self.active = False
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
-        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # caches that start with this adapter's tokens
+        self._init_rewriter()
 
     @property
     def num_virtual_tokens(self) -> int:
@@ -97,23 +94,11 @@ class PeftPromptBridge(PeftBridge):
         module = PeftPrompt(encoder, peft_cfg.num_virtual_tokens, folded=self.loading).to(embeddings.weight.device)
         module.train(model.training)
         common.attach(model, self.adapter_name, module)
-        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        self._install_hook(model)
         self.mergeable = False
 
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        self.active = active
-
-    def remove(self, model: nn.Module) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        common.detach(model, self.adapter_name)
 
     # -- the forward change --------------------------------------------------------------------------
-    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self.active:
-            return None
-        return (), self.rewrite(model, common.bind_inputs(model, args, kwargs))
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""

@@ -8,7 +8,6 @@ in the cache already. Keys and file format are PEFT's prefix tuning (``prompt_em
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterator
 
 import torch
@@ -25,7 +24,7 @@ from .encoder import PrefixEncoder
 WEIGHTS_KEY = "prompt_embeddings"
 
 
-class PrefixTuning(Tuner):
+class PrefixTuning(common.InputRewriter, Tuner):
     name = "prefix"
     description = "trained per-layer key/value prefixes through the model's KV cache"
     config_class = PrefixConfig
@@ -42,9 +41,7 @@ class PrefixTuning(Tuner):
 
     def __init__(self, adapter_name: str, config: PrefixConfig) -> None:
         super().__init__(adapter_name, config)
-        self.active = False
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
-        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # caches this adapter put its prefix into
+        self._init_rewriter()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def inject(self, model: nn.Module) -> None:
@@ -67,23 +64,10 @@ class PrefixTuning(Tuner):
             zero_init=self.config.init_weights == "zero",
         ).to(device)
         common.attach(model, self.adapter_name, encoder)
-        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        self._install_hook(model)
 
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        self.active = active
-
-    def remove(self, model: nn.Module) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        common.detach(model, self.adapter_name)
 
     # -- the forward change --------------------------------------------------------------------------------
-    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self.active:
-            return None
-        kwargs = common.bind_inputs(model, args, kwargs)
-        return (), self.rewrite(model, kwargs)
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the prefix in the cache, mask and positions adjusted."""

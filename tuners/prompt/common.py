@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -258,3 +259,37 @@ def prepend_virtual_tokens(model: nn.Module, kwargs: dict[str, Any], adapter_nam
     prepend(kwargs, "labels", num, IGNORE_INDEX)
     prepend(kwargs, "token_type_ids", num, 0)
     return kwargs
+
+
+class InputRewriter:
+    """Plumbing shared by tuners that rewrite the model's forward inputs (prompt, prefix, the bridge's
+    prompt methods): a forward pre-hook that, while the adapter is active, replaces the call's
+    arguments with ``self.rewrite(model, kwargs)``. Mix in before ``Tuner``; call
+    ``_init_rewriter()`` in ``__init__`` and ``_install_hook(model)`` in ``inject``."""
+
+    adapter_name: str
+
+    def _init_rewriter(self) -> None:
+        self.active = False
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # KV caches this adapter prefilled
+
+    def _install_hook(self, model: nn.Module) -> None:
+        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+
+    def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_active(self, model: nn.Module, active: bool) -> None:
+        self.active = active
+
+    def remove(self, model: nn.Module) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        detach(model, self.adapter_name)
+
+    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.active:
+            return None
+        return (), self.rewrite(model, bind_inputs(model, args, kwargs))

@@ -10,7 +10,6 @@ virtual tokens in the cache. Keys and file format are PEFT's prompt tuning (``pr
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any, Iterator
 
 import torch
@@ -26,7 +25,7 @@ from .encoder import PromptEncoder
 WEIGHTS_KEY = "prompt_embeddings"
 
 
-class PromptTuning(Tuner):
+class PromptTuning(common.InputRewriter, Tuner):
     name = "prompt"
     description = "trained virtual-token embeddings prepended to the input embeddings (P-Tuning via encoder_type)"
     config_class = PromptConfig
@@ -43,9 +42,7 @@ class PromptTuning(Tuner):
 
     def __init__(self, adapter_name: str, config: PromptConfig) -> None:
         super().__init__(adapter_name, config)
-        self.active = False
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
-        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()  # caches that start with this adapter's tokens
+        self._init_rewriter()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def inject(self, model: nn.Module) -> None:
@@ -78,7 +75,7 @@ class PromptTuning(Tuner):
                 encoder.embedding.weight.copy_(self._initial_rows(model, embeddings))
         encoder.train(model.training)
         common.attach(model, self.adapter_name, encoder)
-        self._hook = model.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+        self._install_hook(model)
 
     def _initial_rows(self, model: nn.Module, embeddings: nn.Module) -> torch.Tensor:
         """Embeddings of vocabulary tokens: the init text's (repeated or cut) or random ones."""
@@ -106,21 +103,8 @@ class PromptTuning(Tuner):
             raise ValueError("prompt_tuning_init_text gives no tokens")
         return ids
 
-    def set_active(self, model: nn.Module, active: bool) -> None:
-        self.active = active
-
-    def remove(self, model: nn.Module) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        common.detach(model, self.adapter_name)
 
     # -- the forward change --------------------------------------------------------------------------------
-    def _pre_hook(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self.active:
-            return None
-        kwargs = common.bind_inputs(model, args, kwargs)
-        return (), self.rewrite(model, kwargs)
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""
