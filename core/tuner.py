@@ -37,6 +37,9 @@ class Tuner:
     needs_transformers_model: ClassVar[bool] = False
     #: Files written by ``save`` load in ``peft.PeftModel.from_pretrained``.
     peft_compatible: ClassVar[bool] = False
+    #: A learning rate at which this method learns on small models: methods with few parameters
+    #: (prompts, prefixes) need far more than LoRA. The conformance suite's memorise check uses it.
+    typical_learning_rate: ClassVar[float] = 1e-2
     #: The default config finds its targets through transformers structure (blocks, attention /
     #: MLP projections, output embeddings); a plain ``nn.Module`` needs explicit targets.
     default_targets_need_transformers: ClassVar[bool] = False

@@ -20,7 +20,8 @@ merge
     mergeable: merged == unmerged, unmerge restores, ``merge_and_unload`` returns a plain model
     with the same logits; otherwise ``merge_and_unload`` raises ``NotMergeableError``.
 memorise
-    (``memorises`` tuners) the loss on one fixed batch halves within 30 steps.
+    (``memorises`` tuners) the loss on one fixed batch halves within 30 steps at the tuner's
+    ``typical_learning_rate``.
 generate
     (causal LMs) greedy ``generate`` emits the argmax of the adapted forward at every step.
 two_adapters

@@ -220,9 +220,10 @@ def check_merge(config: Config, case: ModelCase) -> None:
 def check_memorise(config: Config, case: ModelCase) -> None:
     """Loss on one fixed batch falls below half its start within ``MEMORISE_STEPS`` steps."""
     model = prepared(config, case)
-    losses = train_steps(model, case, MEMORISE_STEPS, seed=0)
+    lr = tuner_class(config).typical_learning_rate
+    losses = train_steps(model, case, MEMORISE_STEPS, seed=0, lr=lr)
     assert all(math.isfinite(x) for x in losses), f"non-finite loss: {losses}"
-    assert losses[-1] < 0.5 * losses[0], f"loss went {losses[0]:.4f} -> {losses[-1]:.4f} in {MEMORISE_STEPS} steps"
+    assert losses[-1] < 0.5 * losses[0], f"loss went {losses[0]:.4f} -> {losses[-1]:.4f} in {MEMORISE_STEPS} steps at lr {lr}"
 
 
 def check_generate(config: Config, case: ModelCase, new_tokens: int = 4) -> None:

@@ -35,7 +35,7 @@ class PrefixTuning(common.InputRewriter, Tuner):
     peft_compatible = True
     #: Learns (see tests/test_tuner_*.py), but needs the ~0.1-0.3 learning rates prompt learning is
     #: trained at, not the conformance suite's fixed 1e-2.
-    memorises = False
+    typical_learning_rate = 0.1  # a few virtual tokens learn slowly at LoRA's rates
 
     config: PrefixConfig
 

@@ -36,7 +36,7 @@ class PromptTuning(common.InputRewriter, Tuner):
     peft_compatible = True
     #: Learns (see tests/test_tuner_*.py), but needs the ~0.1-0.3 learning rates prompt learning is
     #: trained at, not the conformance suite's fixed 1e-2.
-    memorises = False
+    typical_learning_rate = 0.3  # a few virtual tokens learn slowly at LoRA's rates
 
     config: PromptConfig
 
