@@ -142,8 +142,8 @@ ABOUT = [
     "base weight.",
     "- **No dropout work when p = 0**: the branch reads `x` itself (no identity module, no copy).",
     "- **Under bf16 autocast the plain (unfused) path runs**: a fused bf16 variant (input cast once, frozen "
-    "weight's bf16 copy cached) exists behind `tuners/lora/layer.py: AUTOCAST_FUSED`, off because on this CPU "
-    "the in-place rank-r bf16 GEMMs took a slow kernel and measured slower.",
+    "weight's bf16 copy cached) was tried and removed: on this CPU its in-place rank-r bf16 GEMMs took a slow "
+    "kernel and measured slower than autocast's own `linear`.",
     "- **bf16 autocast by default where the CPU has native bf16** (AVX512-BF16 or AMX; `swiftune sft "
     "--precision auto`), fp32 elsewhere.",
     "- Before any timing, measurement 1 checks that swiftune's and PEFT's step-0 loss and LoRA gradients agree.",

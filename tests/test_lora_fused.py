@@ -150,11 +150,7 @@ def _lm_pair() -> tuple[nn.Module, nn.Module]:
     return fused, unfused
 
 
-@pytest.mark.parametrize("autocast_fused", [True, False])
-def test_bf16_autocast_matches_autocast_linear(autocast_fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from swiftune.tuners.lora import layer as lora_layer
-
-    monkeypatch.setattr(lora_layer, "AUTOCAST_FUSED", autocast_fused)
+def test_bf16_autocast_matches_autocast_linear() -> None:
     fused, unfused = _lm_pair()
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     results = []
@@ -169,7 +165,7 @@ def test_bf16_autocast_matches_autocast_linear(autocast_fused: bool, monkeypatch
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(torch.randn(3, layer.in_features, requires_grad=True))
     assert y.dtype == torch.bfloat16
-    assert (type(y.grad_fn).__name__ == "_FusedLoraLinearBackward") == autocast_fused
+    assert type(y.grad_fn).__name__ != "_FusedLoraLinearBackward"  # autocast runs the plain path
     (z_f, l_f, g_f), (z_u, l_u, g_u) = results
     assert abs(l_f - l_u) < 2e-2
     torch.testing.assert_close(z_f, z_u, atol=5e-2, rtol=5e-2)
@@ -177,36 +173,3 @@ def test_bf16_autocast_matches_autocast_linear(autocast_fused: bool, monkeypatch
     for n in g_f:  # fp32 gradients of the fp32 LoRA weights, equal up to bf16 rounding
         assert g_f[n].dtype == torch.float32
         torch.testing.assert_close(g_f[n], g_u[n], atol=2e-2, rtol=5e-2, msg=n)
-
-
-def test_cached_bf16_weight_follows_merges_and_inference_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swiftune.tuners.lora import layer as lora_layer
-
-    monkeypatch.setattr(lora_layer, "AUTOCAST_FUSED", True)
-    fused, _ = _lm_pair()
-    fused.eval()
-    ids = torch.randint(0, 64, (1, 6), generator=torch.Generator().manual_seed(2))
-
-    def logits(model: nn.Module = fused) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            return model(input_ids=ids).logits.float()
-
-    unmerged = logits()
-    with fused.disable_adapters():
-        base = logits()  # the bf16 base weights are cast and cached here
-    fused.merge_adapter()  # changes the base weights in place: the cache must notice
-    merged = logits()
-    fresh = logits(copy.deepcopy(fused))  # a copy has new storages: nothing cached applies
-    fused.unmerge_adapter()
-    assert (unmerged - base).abs().max() > 0.05
-    assert torch.equal(merged, fresh)
-    assert (merged - unmerged).abs().max() < 0.5 * (base - unmerged).abs().max()
-    torch.testing.assert_close(logits(), unmerged, atol=1e-2, rtol=1e-2)
-    # A cast made under inference_mode is not reused where autograd needs a normal tensor.
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        fused(input_ids=ids)
-    fused.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = fused(input_ids=ids, labels=ids).loss
-    loss.backward()
-    assert all(p.grad is not None for n, p in fused.named_parameters() if p.requires_grad)

@@ -19,10 +19,6 @@ from swiftune.module_utils import is_linear
 
 from .fused import is_plain_linear, lora_linear
 
-#: Run the fused op under autocast too (in the autocast dtype, frozen weight casts cached). Off: on
-#: CPU its in-place bf16 rank-r GEMMs were slower than autocast's linear (docs/benchmarks.md).
-AUTOCAST_FUSED = False
-
 
 class LoraLayer(WrapperLayer):
     """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run."""
@@ -150,54 +146,17 @@ class LoraLinear(LoraLayer):
         """Base + one LoRA pair as one autograd node (fused.py), or None where that would differ.
 
         The input conditions are those under which ``F.linear`` itself runs the same (add)mm, so the
-        base part is the base layer's output. Under autocast the op runs in the autocast dtype, as
-        autocast's own ``linear`` would: the input is cast once (autocast casts it once per branch),
-        and a frozen base weight's cast is kept between calls instead of being redone every forward.
+        base part is the base layer's output. Under autocast the plain path runs: a fused bf16
+        variant (in-place rank-r bf16 GEMMs) measured slower on CPU than autocast's own ``linear``.
         """
         a, b, w, bias = self.lora_A[name].weight, self.lora_B[name].weight, base.weight, base.bias
         if not (x.dim() == 2 or (x.dim() > 2 and x.is_contiguous())):
             return None
-        if not (a.dtype == b.dtype == w.dtype and (bias is None or bias.dtype == w.dtype)):
+        if not (a.dtype == b.dtype == w.dtype == x.dtype and (bias is None or bias.dtype == w.dtype)):
             return None
-        device = x.device.type
-        if not torch.is_autocast_enabled(device):
-            if x.dtype != w.dtype:
-                return None
-            return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
-        low = torch.get_autocast_dtype(device)
-        if not AUTOCAST_FUSED:
-            # Measured slower on a CPU with AVX512-BF16: the rank-r GEMMs accumulated in place in bf16
-            # (addmm_ with beta=1) take a slow kernel there, unlike autocast's own linear.
+        if torch.is_autocast_enabled(x.device.type):
             return None
-        if not (w.dtype == torch.float32 and x.dtype in (torch.float32, low) and low in (torch.bfloat16, torch.float16)):
-            return None
-        with torch.autocast(device, enabled=False):
-            xc = x.to(low)
-            wc = self._cast_weight("weight", w, low)
-            bc = None if bias is None else self._cast_weight("bias", bias, low)
-            return lora_linear(xc, self._drop(xc, name), wc, bc, a.to(low), b.to(low), self.scaling[name])
-
-    def _cast_weight(self, role: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``t.to(dtype)``, cached for frozen tensors until they change (merge, load: a new version).
-
-        Autocast caches casts of trainable leaves only, so a frozen base weight would be cast anew
-        on every forward. The cached copy costs no extra peak memory in training: the cast weight
-        is kept for backward anyway. A changed weight (in-place update, new storage) is cast anew;
-        the copy is never saved.
-        """
-        if t.requires_grad:
-            return t.to(dtype)
-        cache = self.__dict__.setdefault("_casts", {})
-        key = (role, dtype)
-        hit = cache.get(key)
-        if (
-            hit is not None and hit[0] == t._version and hit[1] == t.data_ptr()
-            and (torch.is_inference_mode_enabled() or not hit[2].is_inference())
-        ):  # fmt: skip
-            return hit[2]
-        cast = t.detach().to(dtype)
-        cache[key] = (t._version, t.data_ptr(), cast)
-        return cast
+        return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
 
 
 class LoraEmbedding(LoraLayer):
