@@ -17,29 +17,10 @@ transformers = pytest.importorskip("transformers")
 from swiftune import AdapterLoadError, ConfigError, Swift, SwiftModel  # noqa: E402
 from swiftune.serialization import CONFIG_NAME, WEIGHTS_NAME  # noqa: E402
 from swiftune.tuners.lora.layer import LoraLayer  # noqa: E402
+from tiny_lms import llama, qwen2  # noqa: E402
 
 PREFIX = "base_model.model."
 Q0 = "model.layers.0.self_attn.q_proj"
-
-
-def llama(hidden: int = 32) -> nn.Module:
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
-def qwen2() -> nn.Module:
-    torch.manual_seed(2)
-    cfg = transformers.Qwen2Config(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
-    )  # fmt: skip
-    return transformers.Qwen2ForCausalLM(cfg).eval()
-
-
 IDS = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
 
 

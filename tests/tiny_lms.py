@@ -1,0 +1,63 @@
+"""Tiny models shared by the LoRA, PEFT-compatibility and safety tests: identical weights on every
+call (each seeds itself), small enough that a comparison runs in milliseconds."""
+
+from __future__ import annotations
+
+import torch
+import transformers
+from torch import nn
+
+
+def llama(hidden: int = 32) -> nn.Module:
+    torch.manual_seed(1)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def qwen2() -> nn.Module:
+    torch.manual_seed(2)
+    cfg = transformers.Qwen2Config(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2,
+    )  # fmt: skip
+    return transformers.Qwen2ForCausalLM(cfg).eval()
+
+
+def gpt2() -> nn.Module:
+    torch.manual_seed(3)
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                                  bos_token_id=0, eos_token_id=0)  # fmt: skip
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def bert() -> nn.Module:
+    torch.manual_seed(4)
+    cfg = transformers.BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=32, num_labels=3,
+    )  # fmt: skip
+    return transformers.BertForSequenceClassification(cfg).eval()
+
+
+class ConvNet(nn.Module):
+    """Not a transformers model: Embedding -> Conv2d (3x3 and 1x1) -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(64, 8)
+        self.conv = nn.Conv2d(8, 6, 3, padding=1)
+        self.pointwise = nn.Conv2d(6, 8, 1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, input_ids: torch.Tensor) -> transformers.modeling_outputs.ModelOutput:
+        h = self.emb(input_ids).transpose(1, 2).unsqueeze(-1)  # (batch, 8, seq, 1)
+        h = self.pointwise(torch.relu(self.conv(h)))
+        return transformers.modeling_outputs.SequenceClassifierOutput(logits=self.head(h.squeeze(-1).transpose(1, 2)))
+
+
+def convnet() -> nn.Module:
+    torch.manual_seed(6)
+    return ConvNet().eval()
