@@ -26,6 +26,7 @@ _LAZY = {
     "ModelFamily": "model_family",
     "load_datasets": "data",
     "WrapperLayer": "layers",
+    "cast_frozen_linears": "frozen_weights",
     "registries": None,
     "errors": None,
     "module_utils": None,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SwiftuneError,
         UnknownNameError,
     )
+    from .frozen_weights import cast_frozen_linears
     from .layers import WrapperLayer
     from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel

@@ -47,6 +47,10 @@ class Tuner:
     #: methods with a handful of parameters per layer (IA³'s scaling vectors): they learn, but too
     #: slowly at the suite's fixed learning rate; such a plugin proves learning in its own tests.
     memorises: ClassVar[bool] = True
+    #: The tuner only *calls* the frozen base ``nn.Linear`` layers it touches (it never does other
+    #: arithmetic with their weights), so a training run under autocast may store those layers in
+    #: the autocast dtype (``swiftune.cast_frozen_linears``) and get the same outputs and gradients.
+    calls_frozen_linears_only: ClassVar[bool] = False
 
     def __init__(self, adapter_name: str, config: TunerConfig) -> None:
         if not isinstance(config, self.config_class):

@@ -130,8 +130,8 @@ def test_cached_steps_and_logits_to_keep_equal_the_full_forward(family):
         for t in range(5, ids.shape[1]):
             out = model(input_ids=ids[:, t : t + 1], past_key_values=out.past_key_values, use_cache=True)
             steps.append(out.logits)
-        with pytest.raises(NotImplementedError, match="logits_to_keep"):
-            model(input_ids=ids, logits_to_keep=torch.tensor([0, 3]))
+        positions = torch.tensor([0, 3])  # a tensor of positions, as sft's answer-only logits pass
+        assert torch.allclose(model(input_ids=ids, logits_to_keep=positions).logits, full[:, positions], atol=1e-6)
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
     with torch.no_grad(), model.disable_adapters():
         assert not torch.allclose(model(input_ids=ids).logits, full, atol=1e-3)

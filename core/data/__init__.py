@@ -39,6 +39,7 @@ _LAZY = {
     "tokenize": "tokenization",
     "tokenize_with_stats": "tokenization",
     "DataCollator": "collator",
+    "FlatCollator": "collator",
 }
 
 __all__ = list(_LAZY)
@@ -54,7 +55,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .chat import default_template_name, get_renderer, render_prompt
-    from .collator import DataCollator
+    from .collator import DataCollator, FlatCollator
     from .convert import SourceStats, check_example, convert_rows, detect_adapter
     from .encode import IGNORE_INDEX, encode_chat, encode_spans, truncate
     from .errors import DataError, OfflineError

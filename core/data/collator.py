@@ -58,3 +58,41 @@ class DataCollator:
             else:  # classification: one class index per row
                 batch["labels"] = [f["labels"] for f in features]
         return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+
+
+@dataclass
+class FlatCollator:
+    """Padding-free batching: the examples of a micro-batch side by side in one row, no padding.
+
+    ``position_ids`` restart at 0 at each example; transformers models that build their masks
+    with ``masking_utils`` read those restarts as separate sequences (no attention across them),
+    which ``swiftune.recipes.padding_free.honours_restarts`` checks on the real model. The first
+    label of each example is ignored: in one row it would be predicted from the previous
+    example's last token (in a padded batch it is never predicted either). So the loss and its
+    gradients are those of the padded batch, computed without the padding.
+    """
+
+    label_pad_id: int = IGNORE_INDEX
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        if not features:
+            raise DataError("cannot collate an empty batch")
+        ids: list[int] = []
+        positions: list[int] = []
+        labels: list[int] = []
+        for f in features:
+            mask = f.get("attention_mask")
+            if mask is not None and 0 in mask:
+                raise DataError("padding-free batching needs unpadded rows (an attention_mask holds zeros)")
+            ids.extend(f["input_ids"])
+            positions.extend(range(len(f["input_ids"])))
+            if "labels" in f:
+                if not isinstance(f["labels"], (list, tuple)):
+                    raise DataError("padding-free batching is for token labels, not one class per row")
+                labels.extend([self.label_pad_id, *f["labels"][1:]])
+        batch = {"input_ids": [ids], "position_ids": [positions]}
+        if labels:
+            batch["labels"] = [labels]
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}

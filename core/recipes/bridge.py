@@ -51,11 +51,11 @@ def tokenize(examples: Sequence[dict], tokenizer: Any, template: Any, max_length
                          max_length, truncation, packing=packing)
 
 
-def collator(tokenizer: Any):
-    """Right padding for training: input_ids with the pad id, labels with -100."""
-    from ..data import DataCollator
+def collator(tokenizer: Any, padding_free: bool = False):
+    """Right padding for training (input_ids with the pad id, labels with -100), or one flat row."""
+    from ..data import DataCollator, FlatCollator
 
-    return DataCollator.from_tokenizer(tokenizer)
+    return FlatCollator() if padding_free else DataCollator.from_tokenizer(tokenizer)
 
 
 def encode_prompt(messages: Sequence[dict], tokenizer: Any, template: Any) -> list[int]:

@@ -99,7 +99,7 @@ def check_reporters(report_to: list[str]) -> None:
             raise ConfigError(f"--report-to {name}: needs the {package} package; pip install {package.split()[0]}")
 
 
-def training_arguments(args: SftArguments, output_dir: Path, precision: str, has_eval: bool):
+def training_arguments(args: SftArguments, output_dir: Path, precision: str, has_eval: bool, padding_free: bool = False):
     from transformers import TrainingArguments
 
     import torch
@@ -134,7 +134,8 @@ def training_arguments(args: SftArguments, output_dir: Path, precision: str, has
         dataloader_num_workers=args.dataloader_num_workers,
         remove_unused_columns=False,
         label_names=["labels"],
-        include_num_input_tokens_seen="non_padding",
+        # A padding-free row has no padding token at all (and its pad id may be a real token, <|im_end|>).
+        include_num_input_tokens_seen="all" if padding_free else "non_padding",
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=args.ddp_backend,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
@@ -173,6 +174,52 @@ def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any
     return "\n".join(lines)
 
 
+@dataclass
+class LeanTraining:
+    """The less-work-for-the-same-loss choices of one run (see ``lean_training``)."""
+
+    padding_free: bool
+    answer_logits_only: bool
+    cast_linears: int
+
+    def describe(self) -> str:
+        parts = ["padding-free batches" if self.padding_free else "padded batches",
+                 "logits at labelled positions only" if self.answer_logits_only else "logits everywhere"]
+        if self.cast_linears:
+            parts.append(f"{self.cast_linears} frozen Linear layers stored in the autocast dtype")
+        return ", ".join(parts)
+
+
+def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTraining:
+    """Decide (and for frozen weights, apply) what saves work without changing the loss.
+
+    Prompt-learning tuners rewrite each row (virtual tokens), so they get neither padding-free
+    rows nor position-selected logits. ``padding_free=True`` on a model that fails the check is
+    an error; left unset, the check decides.
+    """
+    from ..frozen_weights import cast_frozen_linears
+    from .answer_logits import supports_answer_logits
+    from .padding_free import honours_restarts
+    from .runtime import torch_dtype
+
+    tuners = [swift.tuners[n] for n in swift.active_adapters]
+    rewrites_rows = any(t.prompt_learning for t in tuners)
+    padding_free = False
+    if args.padding_free is not False and not rewrites_rows:
+        padding_free = honours_restarts(swift)
+    if args.padding_free and not padding_free:
+        why = "a prompt-learning tuner adds virtual tokens to each row" if rewrites_rows else (
+            "it lets the examples of one row attend to each other")
+        raise ConfigError(f"padding_free: {args.model} cannot train on padding-free rows ({why}); "
+                          "drop --padding-free")
+    answer_logits = args.answer_logits_only and not rewrites_rows and supports_answer_logits(swift)
+    cast = 0
+    if (args.cast_frozen_weights and precision in ("bf16", "fp16") and not (args.fsdp or args.deepspeed)
+            and all(t.calls_frozen_linears_only for t in tuners)):
+        cast = len(cast_frozen_linears(swift.get_base_model(), torch_dtype(precision)))
+    return LeanTraining(padding_free, answer_logits, cast)
+
+
 def run_sft(args: SftArguments) -> SftResult:
     from .runtime import quiet_libraries
 
@@ -203,12 +250,16 @@ def run_sft(args: SftArguments) -> SftResult:
     val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
 
     swift = Swift.prepare(model, tuner_config)
+    lean = lean_training(args, swift, precision)
     trainer = SwiftTrainer(
         model=swift,
-        args=training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0),
+        args=training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0,
+                                padding_free=lean.padding_free),
         train_dataset=train,
         eval_dataset=val,
-        data_collator=bridge.collator(tokenizer),
+        data_collator=bridge.collator(tokenizer, padding_free=lean.padding_free),
+        padding_free=lean.padding_free,
+        answer_logits_only=lean.answer_logits_only,
         processing_class=tokenizer,
         callbacks=[RunLogger(output_dir), *debug_hooks()],
     )
@@ -218,6 +269,7 @@ def run_sft(args: SftArguments) -> SftResult:
                     "resolved_precision": precision}
         write_args_json(args, output_dir, resolved)
         print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir), flush=True)
+        print(f"lean       {lean.describe()}", flush=True)
         if resume:
             print(f"resuming from {resume}", flush=True)
 

@@ -7,6 +7,9 @@
   RNG, trainer state) is there, so a kill during saving never leaves a ``checkpoint-N`` that looks
   complete and is not. Old checkpoints are retired the same way (renamed away, then deleted).
 * Optimizer, scheduler, RNG and data position are restored by the Trainer's own resume.
+* Two ways to do less work for the same loss (``compute_loss``): padding-free batches run without
+  a KV cache (the masks then keep the examples of a row apart), and with ``answer_logits_only``
+  the causal-LM head computes logits only where a label is trained (``answer_logits``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from ..serialization import adapter_dir
 from ..swift_model import SwiftModel
+from .answer_logits import keep_answer_positions
 from .faults import fault_point
 
 STAGING = ".staging"
@@ -70,6 +74,21 @@ class SwiftTrainer(Trainer):
     """A ``Trainer`` whose model is a ``SwiftModel``; see the module docstring."""
 
     _staging = False
+
+    def __init__(self, *args: Any, padding_free: bool = False, answer_logits_only: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.padding_free = padding_free
+        self.answer_logits_only = answer_logits_only
+
+    # -- the loss -----------------------------------------------------------------------------------
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.padding_free:
+            inputs = {**inputs, "use_cache": False}
+        plain_loss = self.label_smoother is None and self.compute_loss_func is None
+        if self.answer_logits_only and plain_loss and not return_outputs:
+            inputs = keep_answer_positions(inputs)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     # -- what a checkpoint holds ------------------------------------------------------------------
     def _swift_model(self) -> SwiftModel | None:

@@ -22,6 +22,7 @@ from .layer import AdapterLayer
 
 class Adapter(WrapperLayerTuner, Tuner):
     name = "adapter"
+    calls_frozen_linears_only = True
     description = "Houlsby bottleneck (down, act, up, residual) after attention / MLP outputs"
     config_class = AdapterConfig
     mergeable = False

@@ -47,6 +47,7 @@ _OWNERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary
 
 class Full(Tuner):
     name = "full"
+    calls_frozen_linears_only = True
     description = "full-parameter fine-tuning through the same API and CLI"
     config_class = FullConfig
     mergeable = True

@@ -26,6 +26,7 @@ WEIGHTS_KEY = "prompt_embeddings"
 
 class PrefixTuning(common.InputRewriter, Tuner):
     name = "prefix"
+    calls_frozen_linears_only = True
     description = "trained per-layer key/value prefixes through the model's KV cache"
     config_class = PrefixConfig
     mergeable = False

@@ -27,6 +27,7 @@ WEIGHTS_KEY = "prompt_embeddings"
 
 class PromptTuning(common.InputRewriter, Tuner):
     name = "prompt"
+    calls_frozen_linears_only = True
     description = "trained virtual-token embeddings prepended to the input embeddings (P-Tuning via encoder_type)"
     config_class = PromptConfig
     mergeable = False

@@ -47,7 +47,9 @@ class Ladder(nn.Module):
         self.enabled = False
         self._stream: torch.Tensor | None = None
         self._last = -1
-        self.keep = 0  # the model's logits_to_keep in this pass: the head sees only the last `keep` positions
+        #: The model's logits_to_keep in this pass: 0 (all positions), the last `keep` positions, or a
+        #: 1-D tensor of the positions the head sees.
+        self.keep: int | torch.Tensor = 0
 
     def reset(self) -> None:
         self._stream, self._last = None, -1
@@ -58,13 +60,9 @@ class Ladder(nn.Module):
             return
         self.reset()
         keep = kwargs.get("logits_to_keep", 0)
-        if isinstance(keep, torch.Tensor):
-            if keep.dim() != 0:
-                raise NotImplementedError(
-                    "restuning: logits_to_keep as a tensor of positions is not supported; pass an integer"
-                )
+        if isinstance(keep, torch.Tensor) and keep.dim() == 0:
             keep = int(keep)
-        self.keep = int(keep or 0)
+        self.keep = keep if isinstance(keep, torch.Tensor) else int(keep or 0)
 
     def tap(self, step: int, module: nn.Module, args: Any, output: Any) -> None:
         """Forward hook: advance the stream with the detached output of tapped block ``step``."""

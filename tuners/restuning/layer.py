@@ -40,13 +40,17 @@ class ResTuningHead(WrapperLayer):
         return self.restuning[name]  # type: ignore[return-value]
 
 
-def _align(bypass: torch.Tensor, x: torch.Tensor, keep: int, name: str) -> torch.Tensor:
-    """The bypass of the positions the head sees: all, or the last ``keep`` (``logits_to_keep``)."""
-    if keep and bypass.dim() >= 2 and bypass.shape[-2] > keep:
+def _align(bypass: torch.Tensor, x: torch.Tensor, keep: int | torch.Tensor, name: str) -> torch.Tensor:
+    """The bypass of the positions the head sees: all, the last ``keep``, or the positions in ``keep``
+    (``logits_to_keep`` as an integer or a 1-D tensor)."""
+    if isinstance(keep, torch.Tensor):
+        if bypass.dim() >= 2:
+            bypass = bypass[..., keep.to(bypass.device), :]
+    elif keep and bypass.dim() >= 2 and bypass.shape[-2] > keep:
         bypass = bypass[..., -keep:, :]
     if bypass.shape != x.shape:
         raise RuntimeError(
             f"restuning adapter '{name}': the head's input has shape {tuple(x.shape)} but the tapped blocks "
-            f"produced {tuple(bypass.shape)} (logits_to_keep={keep}); the head must see the blocks' positions"
+            f"produced {tuple(bypass.shape)} (logits_to_keep={keep if isinstance(keep, int) else tuple(keep.shape)}); the head must see the blocks' positions"
         )
     return bypass

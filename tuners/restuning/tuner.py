@@ -24,6 +24,7 @@ from .layer import ResTuningHead
 
 class ResTuning(Tuner):
     name = "restuning"
+    calls_frozen_linears_only = True
     description = "Res-Tuning bypass: tuners read detached backbone activations; no backward through the backbone"
     config_class = ResTuningConfig
     mergeable = False

@@ -21,6 +21,7 @@ from swiftune.structure import WrapperLayerTuner, hidden_size, linear_features, 
 
 class Side(WrapperLayerTuner, Tuner):
     name = "side"
+    calls_frozen_linears_only = True
     description = "a small side network blended with a block's output through a learned gate"
     config_class = SideConfig
     mergeable = False

@@ -1,0 +1,190 @@
+"""The paths on which sft does less work for the same loss, each checked against the plain path:
+padding-free rows (``FlatCollator``), logits only at labelled positions (``answer_logits``), and
+frozen Linear weights stored in the autocast dtype (``cast_frozen_linears``)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers
+
+from swiftune import Swift, cast_frozen_linears
+from swiftune.data import DataCollator, FlatCollator
+from swiftune.data.errors import DataError
+from swiftune.errors import ConfigError
+from swiftune.recipes.answer_logits import keep_answer_positions, supports_answer_logits
+from swiftune.recipes.arguments import SftArguments
+from swiftune.recipes.padding_free import honours_restarts
+from swiftune.recipes.sft import lean_training
+
+from tiny_lms import bert, gpt2, llama, qwen2
+
+#: (length, answer tokens) of three chat-like examples: the loss covers only the answers.
+SHAPES = [(9, 4), (5, 2), (12, 7)]
+
+
+def rows() -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n, answer in SHAPES:
+        ids = torch.randint(1, 64, (n,), generator=g).tolist()
+        out.append({"input_ids": ids, "attention_mask": [1] * n, "labels": [-100] * (n - answer) + ids[n - answer :]})
+    return out
+
+
+def with_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """LoRA on every linear layer with non-zero B, so that the adapter shapes the loss."""
+    swift = Swift.prepare(model, {"tuner": "lora", "r": 4, "target_modules": "all-linear"})
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in swift.named_parameters():
+            if ".lora_B." in name:
+                p.normal_(std=0.1)
+    return swift.train()
+
+
+def loss_and_grads(model: torch.nn.Module, batch: dict, dtype: torch.dtype | None = None):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same(got, expected, rel: float = 1e-5) -> None:
+    (loss, grads), (loss_ref, grads_ref) = got, expected
+    assert loss == pytest.approx(loss_ref, rel=rel)
+    assert grads.keys() == grads_ref.keys() and len(grads) > 4
+    scale = max(g.abs().max().item() for g in grads_ref.values())
+    assert max((grads[k] - grads_ref[k]).abs().max().item() for k in grads) <= rel * scale * 10
+
+
+# -- padding-free rows ------------------------------------------------------------------------------
+def test_flat_collator_puts_examples_in_one_row_and_restarts_positions() -> None:
+    batch = FlatCollator()(rows())
+    total = sum(n for n, _ in SHAPES)
+    assert set(batch) == {"input_ids", "position_ids", "labels"}  # no attention_mask: the masks come from positions
+    assert batch["input_ids"].shape == batch["labels"].shape == (1, total)
+    assert batch["position_ids"][0].tolist() == [*range(9), *range(5), *range(12)]
+    expected = []
+    for row in rows():
+        expected += [-100, *row["labels"][1:]]  # an example's first token is never predicted
+    assert batch["labels"][0].tolist() == expected
+    assert batch["input_ids"][0].tolist() == sum((r["input_ids"] for r in rows()), [])
+
+
+def test_flat_collator_refuses_padded_rows_and_class_labels() -> None:
+    with pytest.raises(DataError, match="attention_mask"):
+        FlatCollator()([{"input_ids": [1, 2, 0], "attention_mask": [1, 1, 0], "labels": [1, 2, -100]}])
+    with pytest.raises(DataError, match="token labels"):
+        FlatCollator()([{"input_ids": [1, 2], "labels": 1}])
+
+
+@pytest.mark.parametrize("build", [llama, qwen2], ids=["llama", "qwen2"])
+def test_padding_free_row_gives_the_padded_batch_loss_and_grads(build) -> None:
+    model = with_lora(build())
+    padded = DataCollator(pad_token_id=0)(rows())
+    flat = {**FlatCollator()(rows()), "use_cache": False}
+    assert_same(loss_and_grads(model, flat), loss_and_grads(model, padded))
+    # The check sft runs before choosing padding-free batches agrees.
+    assert honours_restarts(model) and model.training  # the check leaves the training mode alone
+
+
+def test_a_row_without_restarts_would_mix_examples() -> None:
+    """The check is not vacuous: with one running position range the flat row's loss differs."""
+    model = with_lora(llama())
+    padded = DataCollator(pad_token_id=0)(rows())
+    flat = FlatCollator()(rows())
+    mixed = {"input_ids": flat["input_ids"], "labels": flat["labels"], "use_cache": False}
+    assert abs(loss_and_grads(model, mixed)[0] - loss_and_grads(model, padded)[0]) > 1e-4
+
+
+def test_models_that_cannot_take_flat_rows_fail_the_check() -> None:
+    assert not honours_restarts(bert())  # a sequence classifier: no per-position logits
+    prompt = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 2})
+    assert not honours_restarts(prompt)  # virtual tokens are added once per row, not per example
+
+
+# -- logits at labelled positions only --------------------------------------------------------------
+@pytest.mark.parametrize("build", [llama, qwen2, gpt2], ids=["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("items", [None, 11], ids=["mean", "num_items_in_batch"])
+def test_logits_at_labelled_positions_give_the_same_loss_and_grads(build, items) -> None:
+    model = with_lora(build()).eval()  # eval: no dropout (GPT-2 has some); gradients still flow
+    assert supports_answer_logits(model)
+    padded = DataCollator(pad_token_id=0)(rows())
+    if items is not None:
+        padded["num_items_in_batch"] = torch.tensor(items)
+    lean = keep_answer_positions(padded)
+    kept = lean["logits_to_keep"]
+    assert 0 < kept.numel() < padded["input_ids"].shape[1]
+    assert_same(loss_and_grads(model, lean), loss_and_grads(model, padded))
+    with torch.no_grad():
+        assert model(**lean).logits.shape[1] == kept.numel()
+
+
+def test_flat_row_and_labelled_positions_together() -> None:
+    model = with_lora(llama())
+    padded = DataCollator(pad_token_id=0)(rows())
+    flat = keep_answer_positions({**FlatCollator()(rows()), "use_cache": False})
+    answers = sum(a for _, a in SHAPES)
+    assert flat["logits_to_keep"].numel() == answers  # one row: exactly the positions that predict an answer
+    assert_same(loss_and_grads(model, flat), loss_and_grads(model, padded))
+
+
+def test_fully_labelled_or_unsupported_inputs_are_left_alone() -> None:
+    ids = torch.randint(1, 64, (2, 6))
+    inputs = {"input_ids": ids, "labels": ids}
+    assert keep_answer_positions(inputs) is inputs
+    assert not supports_answer_logits(bert())
+
+
+# -- frozen Linear weights in the autocast dtype ----------------------------------------------------
+def test_frozen_linears_in_bf16_give_the_autocast_results_exactly() -> None:
+    model = with_lora(llama())
+    batch = DataCollator(pad_token_id=0)(rows())
+    lean = copy.deepcopy(model)
+    names = cast_frozen_linears(lean, torch.bfloat16)
+    # q k v o gate up down of both layers, and the untied, untargeted lm_head (its output is bf16 anyway)
+    assert sorted(names) == sorted([n for n, m in lean.named_modules() if n.endswith("base_layer")] + ["model.lm_head"])
+    assert len(names) == 2 * 7 + 1
+    for name, p in lean.named_parameters():
+        assert p.dtype == (torch.bfloat16 if name.rsplit(".", 1)[0] in names else torch.float32), name
+    got, expected = loss_and_grads(lean, batch, torch.bfloat16), loss_and_grads(model, batch, torch.bfloat16)
+    assert got[0] == expected[0]
+    assert all(torch.equal(got[1][k], expected[1][k]) for k in expected[1])
+
+
+def test_tied_and_trainable_linears_keep_their_dtype() -> None:
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = Swift.prepare(transformers.LlamaForCausalLM(cfg), {"tuner": "lora", "r": 2, "target_modules": ["q_proj"]})
+    names = cast_frozen_linears(model, torch.bfloat16)
+    base = model.get_base_model()
+    assert base.lm_head.weight.dtype == base.model.embed_tokens.weight.dtype == torch.float32  # tied: stays
+    assert base.model.layers[0].self_attn.v_proj.weight.dtype == torch.bfloat16  # frozen, untargeted: cast
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert "model.model.lm_head" not in names and cast_frozen_linears(model, torch.bfloat16) == []  # idempotent
+
+
+# -- what sft chooses --------------------------------------------------------------------------------
+def test_sft_turns_everything_on_for_lora_under_bf16() -> None:
+    lean = lean_training(SftArguments(), with_lora(llama()), "bf16")
+    assert (lean.padding_free, lean.answer_logits_only, lean.cast_linears) == (True, True, 15)
+    assert "padding-free" in lean.describe()
+    off = lean_training(SftArguments(padding_free=False, answer_logits_only=False, cast_frozen_weights=False),
+                        with_lora(llama()), "bf16")
+    assert (off.padding_free, off.answer_logits_only, off.cast_linears) == (False, False, 0)
+    assert lean_training(SftArguments(), with_lora(llama()), "fp32").cast_linears == 0  # no autocast: nothing to save
+
+
+def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
+    prompt = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 2})
+    lean = lean_training(SftArguments(), prompt, "bf16")
+    assert (lean.padding_free, lean.answer_logits_only) == (False, False)
+    with pytest.raises(ConfigError, match="padding_free"):
+        lean_training(SftArguments(padding_free=True), prompt, "bf16")
+    bitfit = Swift.prepare(llama(), {"tuner": "bitfit"})  # trains deltas added to base tensors
+    assert lean_training(SftArguments(), bitfit, "bf16").cast_linears == 0
