@@ -58,7 +58,7 @@ class Settings:
     threads: int
     long_seq: int = 512  # measurement 6
     long_batch: int = 8
-    e2e_steps: int = 8  # measurement 7
+    e2e_steps: int = 16  # measurement 7
 
     @property
     def tokens(self) -> int:

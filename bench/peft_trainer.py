@@ -1,8 +1,9 @@
 """The plain PEFT + transformers ``Trainer`` script that ``swiftune sft`` is compared with (measurement 7).
 
 What a user would write without swiftune: load the model and tokenizer, render each conversation
-with the tokenizer's chat template, train LoRA with the ``Trainer``. Prints one JSON line with
-the train loop's runtime and the non-padding tokens it saw.
+with the tokenizer's chat template, label the assistant turns only (the prompt masked with -100,
+as SFT does and as ``swiftune sft`` does), train LoRA with the ``Trainer``. Prints one JSON line
+with the train loop's runtime, the non-padding tokens it saw and the labelled tokens.
 
     python bench/peft_trainer.py --model DIR --data FILE.jsonl --steps 8 --batch 4 --precision bf16
 """
@@ -31,6 +32,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def assistant_labels(tokenizer, messages: list[dict], ids: list[int]) -> list[int]:
+    """-100 everywhere but the tokens of each assistant turn (found by rendering the prefixes)."""
+    def render(msgs: list[dict], prompt: bool) -> list[int]:
+        out = tokenizer.apply_chat_template(msgs, tokenize=True, add_generation_prompt=prompt, return_dict=False)
+        return list(out["input_ids"] if isinstance(out, dict) else out)
+
+    labels = [-100] * len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            start, end = len(render(messages[:i], True)), len(render(messages[: i + 1], False))
+            labels[start:end] = ids[start:end]
+    return labels[: len(ids)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     args = parse(argv)
@@ -51,8 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     examples = []
     for row in (rows * (need // len(rows) + 1))[:need]:
         ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=False)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)[: args.max_length]
-        examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})
+        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        labels = assistant_labels(tokenizer, row["messages"], ids)[: args.max_length]
+        ids = ids[: args.max_length]
+        examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     targs = TrainingArguments(
         output_dir=args.output_dir, max_steps=args.steps, per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=args.grad_accum, learning_rate=2e-4, lr_scheduler_type="cosine",
@@ -63,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     metrics = trainer.train().metrics
     out = {"train_runtime": metrics["train_runtime"], "tokens": trainer.state.num_input_tokens_seen,
+           "labelled": sum(sum(t != -100 for t in e["labels"][1:]) for e in examples),
            "steps": trainer.state.global_step, "wall": time.perf_counter() - start}
     print("RESULT " + json.dumps(out), flush=True)
     return out

@@ -34,7 +34,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, help="sequences per batch of measurements 1-5 and 8 (default 4)")
     p.add_argument("--long-seq", type=int, help="Res-Tuning vs LoRA sequence length (default 512)")
     p.add_argument("--long-batch", type=int, help="Res-Tuning vs LoRA batch (default 8)")
-    p.add_argument("--e2e-steps", type=int, help="optimizer steps per end-to-end sft run (default 8)")
+    p.add_argument("--e2e-steps", type=int, help="optimizer steps per end-to-end sft run (default 16)")
     p.add_argument("--dump", type=Path, help="also save the sections as JSON (for --merge)")
     p.add_argument("--merge", type=Path, nargs="+", help="write --write from --dump files of runs made in parallel")
     p.add_argument("--only", nargs="+", choices=MEASUREMENTS, help="run only these measurements")

@@ -120,8 +120,8 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
         f"Model: {source}; data: `model_zoo/data/swiftune-demo.jsonl` (chat), {steps} optimizer steps of batch {batch}, "
         f"max length {max_length}, LoRA r=8 alpha=16 on all linear layers, lr 2e-4 cosine, AdamW. swiftune's default "
         f"precision on this machine resolves to `{default}`; the PEFT script gets the same (`bf16=True` is the "
-        "Trainer's CPU autocast). swiftune masks the loss to the assistant's tokens, the plain script trains on all "
-        "tokens: the compute per token is the same. tokens/s = non-padding input tokens / Trainer `train_runtime`. "
+        "Trainer's CPU autocast). Both train on the assistant turns only (the plain script masks the prompt by "
+        "rendering each turn's prefix with the chat template), so both compute the same loss. tokens/s = non-padding input tokens / Trainer `train_runtime`. "
         "`swiftune sft` runs with its defaults: padding-free batches, LM-head logits only at labelled positions, "
         "frozen Linear weights stored in bf16 (each gives the same loss as the plain path; see the top of the page)."
     )
