@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         shape=shape, quick=args.quick, threads=args.threads,
         long_seq=args.long_seq or (64 if args.quick else 512), long_batch=args.long_batch or (4 if args.quick else 8),
-        e2e_steps=args.e2e_steps or (2 if args.quick else 8),
+        e2e_steps=args.e2e_steps or (2 if args.quick else 16),
         rounds=args.rounds or (2 if args.quick else 3), warmup=1 if args.warmup is None else args.warmup,
     )  # fmt: skip
     chosen = [m for m in (args.only or MEASUREMENTS) if m not in args.skip]
