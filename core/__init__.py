@@ -38,9 +38,9 @@ _LAZY = {
     "UnknownNameError": "errors",
     "DuplicateNameError": "errors",
     "PluginError": "errors",
-    "sft": "recipes",
-    "infer": "recipes",
-    "export": "recipes",
+    "sft": "recipes.calls",
+    "infer": "recipes.calls",
+    "export": "recipes.calls",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
@@ -73,5 +73,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layers import WrapperLayer
     from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel
-    from .recipes import export, infer, sft
+    from .recipes.calls import export, infer, sft
     from .tuner import Tuner

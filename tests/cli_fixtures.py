@@ -115,7 +115,7 @@ def ensure_trained(root: Path) -> Path:
     if not (run_dir / "final" / "adapter_config.json").is_file():
         model, data = ensure_model(root), ensure_data(root)
         proc = run_cli("sft", "--model", str(model), "--dataset", str(data), "--output-dir", str(run_dir),
-                       "--max-steps", "80", "--save-steps", "80", "--val-ratio", "0", "--lora-alpha", "16",
-                       "--overwrite-output-dir", *TRAIN_FLAGS)
+                       "--max-steps", "200", "--save-steps", "200", "--val-ratio", "0", "--lora-alpha", "16",
+                       "--overwrite-output-dir", *TRAIN_FLAGS, "--lr-scheduler-type", "linear")
         assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir

@@ -157,7 +157,10 @@ def test_chat_through_a_pseudo_terminal(trained) -> None:
         term.expect("... ")
         term.send("?")
         term.expect("... ")
-        assert term.ask("/end") == ">>> five"
+        # The block is one message (its lines joined): whether the tiny model answers the unseen
+        # two-line spelling with "five" depends on the training trajectory, so the history is checked.
+        assert term.ask("/end").startswith(">>> ")
+        assert "| user: What is 2 + 3\n? | assistant: " in term.ask("/history")
         assert term.ask("/system be brief") == "[system prompt set; history cleared]"
         assert term.ask("/history") == "[no history]"
         assert term.ask("/bogus").startswith("[unknown command /bogus")

@@ -145,3 +145,13 @@ def test_resume_refuses_a_folder_that_is_not_a_checkpoint(assets, tmp_path) -> N
     model, data = assets
     with pytest.raises(ConfigError, match=r"--resume: .* is not a complete checkpoint folder"):
         swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(tmp_path), resume=str(tmp_path))
+
+
+def test_python_entry_points_survive_importing_the_recipe_modules() -> None:
+    """The recipe modules share the functions' names: importing them must not shadow the functions."""
+    import importlib
+
+    for name in ("sft", "infer", "export"):
+        importlib.import_module(f"swiftune.recipes.{name}")
+        assert callable(swiftune.__getattr__(name)), name
+        assert callable(getattr(importlib.import_module("swiftune.recipes.calls"), name)), name

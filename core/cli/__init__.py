@@ -63,9 +63,9 @@ def run_recipe(command: str, argv: Sequence[str]) -> int:
     from .args import parse_command
 
     arguments = parse_command(COMMANDS[command], argv, prog=f"swiftune {command}")
-    from .. import recipes
+    from ..recipes import calls
 
-    getattr(recipes, command)(arguments)
+    getattr(calls, command)(arguments)
     return 0
 
 

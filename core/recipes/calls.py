@@ -1,0 +1,41 @@
+"""``swiftune.sft`` / ``infer`` / ``export``: the recipes called from Python and from the CLI.
+
+Each takes its argument model (``SftArguments`` ...), a mapping or a YAML path, plus keyword
+overrides, exactly as the command line does: ``swiftune.sft("run.yaml", learning_rate=2e-4)``.
+They live here, not in the package's ``__init__``: the recipe modules are named ``sft``,
+``infer`` and ``export`` too, and importing one of them would replace a function of that name
+on the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .arguments import ExportArguments, InferArguments, SftArguments
+
+__all__ = ["sft", "infer", "export"]
+
+
+def sft(config: SftArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
+    """Fine-tune; returns an ``SftResult`` (output dir, final adapter, last metrics)."""
+    from ..cli.args import from_python
+    from .sft import run_sft
+
+    return run_sft(from_python(SftArguments, config, **kwargs))
+
+
+def infer(config: InferArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
+    """Batch generation with ``input``/``output``; an interactive chat otherwise."""
+    from ..cli.args import from_python
+    from .infer import run_infer
+
+    return run_infer(from_python(InferArguments, config, **kwargs))
+
+
+def export(config: ExportArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> Path:
+    """Merge adapters into the base weights and save a plain transformers model; returns its folder."""
+    from ..cli.args import from_python
+    from .export import run_export
+
+    return run_export(from_python(ExportArguments, config, **kwargs))
