@@ -49,7 +49,7 @@ def swiftune_run(model: Path, out: Path, steps: int, batch: int, precision: str,
             "--output-dir", str(out), "--max-steps", str(steps), "--per-device-train-batch-size", str(batch),
             "--gradient-accumulation-steps", "1", "--precision", precision, "--max-length", str(max_length),
             "--val-ratio", "0", "--save-steps", "100000", "--logging-steps", "1", "--overwrite-output-dir",
-            "--r", "8", "--lora-alpha", "16"]  # fmt: skip
+            "--r", "8", "--lora-alpha", "16", "--learning-rate", "2e-4"]  # fmt: skip
     wall = _run(argv)
     records = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
     runtime = next(r["train_runtime"] for r in reversed(records) if "train_runtime" in r)
