@@ -202,13 +202,15 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train_step(model: nn.Module, ids: torch.Tensor, autocast: torch.dtype | None = None) -> Callable[[], float]:
-    """One forward + backward + AdamW step on ``ids`` (labels = ids); ``autocast``: CPU autocast dtype."""
+def train_step(model: nn.Module, ids: torch.Tensor, autocast: torch.dtype | None = None,
+               **inputs: Any) -> Callable[[], float]:
+    """One forward + backward + AdamW step on ``ids`` (labels = ids); ``autocast``: CPU autocast dtype;
+    ``inputs``: more model inputs (``use_cache=False``)."""
     opt = torch.optim.AdamW(trainable(model), lr=1e-4)
 
     def step() -> float:
         with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
-            loss = model(input_ids=ids, labels=ids).loss
+            loss = model(input_ids=ids, labels=ids, **inputs).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -100,17 +100,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def merge(args: argparse.Namespace) -> int:
-    """One page from the ``--dump`` files of runs made side by side (each ``--only`` some measurements)."""
+    """One page from the ``--dump`` files of runs made side by side (each ``--only`` some measurements);
+    a measurement found in several files is taken from the last of them."""
     from .report import Chart, Section, Target, render
 
     runs = [json.loads(p.read_text()) for p in args.merge if p.exists()]
-    sections = []
+    by_key: dict[str, Section] = {}  # a measurement in several dumps: the last dump's wins
     for run in runs:
         for d in run["sections"]:
             d["charts"] = [Chart(**c) for c in d["charts"]]
             d["targets"] = [Target(**t) for t in d["targets"]]
-            sections.append(Section(**d))
-    present = {s.key for s in sections}
+            by_key[d["key"]] = Section(**d)
+    sections = list(by_key.values())
+    present = set(by_key)
     for name in MEASUREMENTS:
         if name not in present:
             title = importlib.import_module(f".{name}", __package__).TITLE

@@ -6,7 +6,9 @@ measure the same work. The contenders alternate in one process: each library in 
 bf16 CPU autocast (the best precision of both on a CPU with native bf16; swiftune's default there).
 "swiftune bf16" is what ``swiftune sft`` trains under bf16: the frozen Linear weights stored in
 bf16 once (``cast_frozen_linears``: the values autocast would compute at every step, so the
-loss and gradients are bit-identical, checked); "swiftune bf16, fp32 weights" is autocast alone.
+loss and gradients are bit-identical, checked); "swiftune bf16, fp32 weights" is autocast alone;
+"swiftune bf16, compiled" adds `swiftune sft --compile` (each decoder block compiled in place, no
+KV cache; its compile time falls in the warm-up round).
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ def lean_bf16(model: torch.nn.Module, ids: torch.Tensor) -> torch.nn.Module:
     return lean
 
 
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with its decoder blocks compiled in place, as ``swiftune sft --compile`` does."""
+    from swiftune.recipes.regional_compile import compile_blocks
+
+    twin = copy.deepcopy(model)
+    compile_blocks(twin.get_base_model())
+    return twin
+
+
 def run(settings: Settings, ctx: dict[str, Any]) -> Section:
     shape = settings.shape
     models = lora_pair(shape, base_model(shape))
@@ -78,6 +89,7 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
         "swiftune bf16": train_step(lean, ids, torch.bfloat16),
         "peft bf16": train_step(models["peft"], ids, torch.bfloat16),
         "swiftune bf16, fp32 weights": train_step(models["swiftune"], ids, torch.bfloat16),
+        "swiftune bf16, compiled": train_step(compiled(lean), ids, torch.bfloat16, use_cache=False),
     }
     t = alternate(calls, settings.rounds, settings.warmup, "step")
     ctx["step"] = {"tokens": settings.tokens, "N": matmul_params(models["peft"]), "timings": t}
@@ -86,7 +98,8 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
              f"{settings.tokens / x.cpu_min:.0f}"] for name, x in t.items()]
     lines = table(["contender", "CPU s min", "CPU s median", "wall s min", "wall s median", "tokens / CPU s (best)"], rows)
     pairs = [("swiftune fp32", "peft fp32"), ("swiftune bf16", "peft bf16"), ("swiftune bf16", "peft fp32"),
-             ("swiftune bf16, fp32 weights", "peft bf16"), ("peft bf16", "peft fp32")]
+             ("swiftune bf16, fp32 weights", "peft bf16"), ("swiftune bf16, compiled", "peft bf16"),
+             ("peft bf16", "peft fp32")]
     ratios = {p: ratio(t, *p) for p in pairs}
     lines += table(["ratio (CPU time)", "min", "median", "paired"],
                    [[f"{a} / {b}", *(fmt(v) for v in ratios[(a, b)])] for a, b in pairs])

@@ -188,3 +188,37 @@ def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
         lean_training(SftArguments(padding_free=True), prompt, "bf16")
     bitfit = Swift.prepare(llama(), {"tuner": "bitfit"})  # trains deltas added to base tensors
     assert lean_training(SftArguments(), bitfit, "bf16").cast_linears == 0
+
+
+# -- --compile: regional compilation ---------------------------------------------------------------
+@pytest.mark.slow  # compiles one block (~20-40 s of CPU)
+def test_compiled_blocks_train_like_eager_and_keep_their_names(tmp_path, capsys) -> None:
+    import json
+
+    import swiftune
+
+    from cli_fixtures import ensure_data, ensure_model
+
+    model, data = ensure_model(tmp_path / "assets"), ensure_data(tmp_path / "assets")
+    losses = {}
+    for compiled in (False, True):
+        out = tmp_path / f"run-{compiled}"
+        swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.0,
+                     per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
+                     learning_rate=1e-2, logging_steps=1, save_steps=100, compile=compiled)
+        records = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
+        losses[compiled] = [r["loss"] for r in records if "loss" in r]
+        # Compiled in place: the saved adapter has the same tensor names.
+        assert json.loads((out / "final" / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    assert "2 blocks compiled" in capsys.readouterr().out
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    from safetensors.torch import load_file
+
+    names = [set(load_file(tmp_path / f"run-{c}" / "final" / "adapter_model.safetensors")) for c in (False, True)]
+    assert names[0] == names[1] and names[0]
+
+
+def test_compile_is_refused_where_it_cannot_help() -> None:
+    prompt = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 2})
+    with pytest.raises(ConfigError, match="compile"):
+        lean_training(SftArguments(compile=True), prompt, "fp32")

@@ -181,12 +181,15 @@ class LeanTraining:
     padding_free: bool
     answer_logits_only: bool
     cast_linears: int
+    compiled_blocks: int = 0
 
     def describe(self) -> str:
         parts = ["padding-free batches" if self.padding_free else "padded batches",
                  "logits at labelled positions only" if self.answer_logits_only else "logits everywhere"]
         if self.cast_linears:
             parts.append(f"{self.cast_linears} frozen Linear layers stored in the autocast dtype")
+        if self.compiled_blocks:
+            parts.append(f"{self.compiled_blocks} blocks compiled")
         return ", ".join(parts)
 
 
@@ -200,6 +203,7 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
     from ..frozen_weights import cast_frozen_linears
     from .answer_logits import supports_answer_logits
     from .padding_free import honours_restarts
+    from .regional_compile import compile_blocks
     from .runtime import torch_dtype
 
     tuners = [swift.tuners[n] for n in swift.active_adapters]
@@ -217,7 +221,15 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
     if (args.cast_frozen_weights and precision in ("bf16", "fp16") and not (args.fsdp or args.deepspeed)
             and all(t.calls_frozen_linears_only for t in tuners)):
         cast = len(cast_frozen_linears(swift.get_base_model(), torch_dtype(precision)))
-    return LeanTraining(padding_free, answer_logits, cast)
+    compiled = 0
+    if args.compile:
+        if rewrites_rows:
+            raise ConfigError("compile: prompt-learning tuners feed a KV cache to every block, which recompiles; "
+                              "drop --compile")
+        compiled = compile_blocks(swift.get_base_model())
+        if not compiled:
+            raise ConfigError(f"compile: {args.model} has no list of repeated blocks to compile; drop --compile")
+    return LeanTraining(padding_free, answer_logits, cast, compiled)
 
 
 def run_sft(args: SftArguments) -> SftResult:
@@ -258,7 +270,7 @@ def run_sft(args: SftArguments) -> SftResult:
         train_dataset=train,
         eval_dataset=val,
         data_collator=bridge.collator(tokenizer, padding_free=lean.padding_free),
-        padding_free=lean.padding_free,
+        no_kv_cache=lean.padding_free or lean.compiled_blocks > 0,
         answer_logits_only=lean.answer_logits_only,
         processing_class=tokenizer,
         callbacks=[RunLogger(output_dir), *debug_hooks()],

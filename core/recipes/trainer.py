@@ -7,9 +7,10 @@
   RNG, trainer state) is there, so a kill during saving never leaves a ``checkpoint-N`` that looks
   complete and is not. Old checkpoints are retired the same way (renamed away, then deleted).
 * Optimizer, scheduler, RNG and data position are restored by the Trainer's own resume.
-* Two ways to do less work for the same loss (``compute_loss``): padding-free batches run without
-  a KV cache (the masks then keep the examples of a row apart), and with ``answer_logits_only``
-  the causal-LM head computes logits only where a label is trained (``answer_logits``).
+* Two ways to do less work for the same loss (``compute_loss``): ``no_kv_cache`` (padding-free
+  batches need it for their masks to keep the examples of a row apart; compiled blocks, so as not
+  to recompile) and ``answer_logits_only`` (the causal-LM head computes logits only where a label
+  is trained, ``answer_logits``).
 """
 
 from __future__ import annotations
@@ -75,15 +76,15 @@ class SwiftTrainer(Trainer):
 
     _staging = False
 
-    def __init__(self, *args: Any, padding_free: bool = False, answer_logits_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, no_kv_cache: bool = False, answer_logits_only: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.padding_free = padding_free
+        self.no_kv_cache = no_kv_cache
         self.answer_logits_only = answer_logits_only
 
     # -- the loss -----------------------------------------------------------------------------------
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        if self.padding_free:
+        if self.no_kv_cache:
             inputs = {**inputs, "use_cache": False}
         plain_loss = self.label_smoother is None and self.compute_loss_func is None
         if self.answer_logits_only and plain_loss and not return_outputs:
