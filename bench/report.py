@@ -157,8 +157,10 @@ ABOUT = [
     "compare them); less work on padding and on prompt tokens.",
     "- **Tried, measured, not shipped**: per-example SDPA on padding-free rows (slower here: the CPU flash-attention "
     "backward has a large cost per call), eager attention (faster at short bf16 sequences, much slower at 512), "
-    "`torch.compile` of the whole model (step 0.67-0.82x after a 159 s compile on this machine: not a default for "
-    "runs of minutes; regional compilation was not tried).",
+    "`torch.compile` of the whole model (a 159 s compile on this machine).",
+    "- **Optional regional compilation** (`swiftune sft --compile`): each decoder block compiled in place, one "
+    "compile for all (about 20-40 s here), no KV cache in training; off by default because the compile time "
+    "outweighs the gain in runs of a few minutes (measurement 1 shows the compiled step).",
     "- Before any timing, measurement 1 checks that swiftune's and PEFT's step-0 loss and LoRA gradients agree.",
     "",
     "Rerun: `make bench` (all measurements), `make bench BENCH_ARGS=--quick` (a smoke run on a tiny model), "
