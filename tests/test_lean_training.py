@@ -17,7 +17,7 @@ from swiftune.errors import ConfigError
 from swiftune.recipes.answer_logits import keep_answer_positions, supports_answer_logits
 from swiftune.recipes.arguments import SftArguments
 from swiftune.recipes.padding_free import honours_restarts
-from swiftune.recipes.sft import lean_training
+from swiftune.recipes.lean import lean_training
 
 from tiny_lms import bert, gpt2, llama, qwen2
 
