@@ -222,3 +222,26 @@ def test_compile_is_refused_where_it_cannot_help() -> None:
     prompt = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 2})
     with pytest.raises(ConfigError, match="compile"):
         lean_training(SftArguments(compile=True), prompt, "fp32")
+
+
+@pytest.mark.slow  # two short sft runs on the tiny chat model
+def test_sft_train_and_eval_losses_match_the_plain_path(tmp_path) -> None:
+    """End to end: the default lean paths log the plain path's train and eval losses (fp32)."""
+    import json
+
+    import swiftune
+
+    from cli_fixtures import ensure_data, ensure_model
+
+    model, data = ensure_model(tmp_path / "assets"), ensure_data(tmp_path / "assets")
+    logs = {}
+    for lean in (True, False):
+        out = tmp_path / f"run-{lean}"
+        swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.25,
+                     per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
+                     learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0,
+                     padding_free=lean, answer_logits_only=lean)
+        logs[lean] = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
+    for key in ("loss", "eval_loss"):
+        got, expected = ([r[key] for r in logs[lean] if key in r] for lean in (True, False))
+        assert got and got == pytest.approx(expected, rel=1e-4), key

@@ -87,7 +87,9 @@ class SwiftTrainer(Trainer):
         if self.no_kv_cache:
             inputs = {**inputs, "use_cache": False}
         plain_loss = self.label_smoother is None and self.compute_loss_func is None
-        if self.answer_logits_only and plain_loss and not return_outputs:
+        # Evaluation asks for the outputs too, but without compute_metrics it keeps only the loss.
+        logits_unused = not return_outputs or self.compute_metrics is None
+        if self.answer_logits_only and plain_loss and logits_unused:
             inputs = keep_answer_positions(inputs)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
