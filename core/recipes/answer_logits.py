@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-IGNORE_INDEX = -100
+from ..data.encode import IGNORE_INDEX
 
 
 def supports_answer_logits(model: nn.Module) -> bool:

@@ -7,7 +7,7 @@
   RNG, trainer state) is there, so a kill during saving never leaves a ``checkpoint-N`` that looks
   complete and is not. Old checkpoints are retired the same way (renamed away, then deleted).
 * Optimizer, scheduler, RNG and data position are restored by the Trainer's own resume.
-* Two ways to do less work for the same loss (``compute_loss``): ``no_kv_cache`` (padding-free
+* ``compute_loss`` adds what the lean paths of ``sft`` need (``lean``): ``no_kv_cache`` (padding-free
   batches need it for their masks to keep the examples of a row apart; compiled blocks, so as not
   to recompile) and ``answer_logits_only`` (the causal-LM head computes logits only where a label
   is trained, ``answer_logits``).
