@@ -18,48 +18,18 @@ from swiftune.tuners.prefix import PrefixConfig
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
+from tiny_lms import gpt2, llama, max_diff, padded_pair, qwen2  # noqa: E402
+
 ATOL = 1e-5
 NUM = 5  # virtual tokens in these tests
 
 
 # -- tiny models ------------------------------------------------------------------------------------
-def llama_gqa():
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
 def llama_mha():
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                   num_attention_heads=4, num_key_value_heads=4)  # fmt: skip
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return llama(layers=3, kv_heads=4)
 
 
-def qwen2():
-    torch.manual_seed(2)
-    cfg = transformers.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    return transformers.Qwen2ForCausalLM(cfg).eval()
-
-
-def gpt2():
-    torch.manual_seed(3)
-    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32,
-                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
-    return transformers.GPT2LMHeadModel(cfg).eval()
-
-
-MODELS = {"llama_gqa": llama_gqa, "llama_mha": llama_mha, "qwen2": qwen2, "gpt2": gpt2}
-
-
-def batch(length: int = 7, pad: int = 2) -> dict[str, torch.Tensor]:
-    """Two rows, the second left-padded by ``pad`` positions."""
-    ids = torch.randint(1, 64, (2, length), generator=torch.Generator().manual_seed(7))
-    mask = torch.ones_like(ids)
-    mask[1, :pad] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+MODELS = {"llama_gqa": llama, "llama_mha": llama_mha, "qwen2": qwen2, "gpt2": gpt2}
 
 
 def logits(model, inputs) -> torch.Tensor:
@@ -67,14 +37,10 @@ def logits(model, inputs) -> torch.Tensor:
         return model(**inputs).logits[:, -inputs["input_ids"].shape[1] :]
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
-
-
 # -- PEFT, both ways ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", list(MODELS))
 def test_swiftune_prefix_loads_in_peft_with_equal_logits(family, tmp_path):
-    build, inputs = MODELS[family], batch()
+    build, inputs = MODELS[family], padded_pair()
     torch.manual_seed(0)
     model = Swift.prepare(build(), {"tuner": "prefix", "num_virtual_tokens": NUM})
     ours = logits(model, inputs)
@@ -89,7 +55,7 @@ def test_swiftune_prefix_loads_in_peft_with_equal_logits(family, tmp_path):
 
 @pytest.mark.parametrize("family", list(MODELS))
 def test_peft_prefix_loads_in_swiftune_with_equal_logits(family, tmp_path):
-    build, inputs = MODELS[family], batch()
+    build, inputs = MODELS[family], padded_pair()
     torch.manual_seed(0)
     theirs = peft.get_peft_model(build(), peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=NUM))
     expected = logits(theirs, inputs)
@@ -101,7 +67,7 @@ def test_peft_prefix_loads_in_swiftune_with_equal_logits(family, tmp_path):
 
 def test_gqa_prefixes_have_key_value_head_width():
     """PEFT's convention: with GQA, num_attention_heads is the kv head count and token_dim their width."""
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM})
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM})
     cfg = model.configs["default"]
     assert (cfg.num_attention_heads, cfg.token_dim, cfg.num_layers) == (2, 16, 2)  # 2 kv heads x head dim 8
     (rows,) = model.adapter_state_dict("default").values()
@@ -111,10 +77,10 @@ def test_gqa_prefixes_have_key_value_head_width():
 
 # -- reparameterisation MLP, folded on save ------------------------------------------------------------
 def test_prefix_projection_trains_the_mlp_and_saves_folded_prefixes(tmp_path):
-    inputs = batch()
+    inputs = padded_pair()
     torch.manual_seed(0)
     cfg = {"tuner": "prefix", "num_virtual_tokens": NUM, "prefix_projection": True, "encoder_hidden_size": 12}
-    model = Swift.prepare(llama_gqa(), cfg)
+    model = Swift.prepare(llama(), cfg)
     names = {n.split("default.", 1)[1] for n, p in model.named_parameters() if p.requires_grad}
     assert names == {"embedding.weight", "transform.0.weight", "transform.0.bias", "transform.2.weight", "transform.2.bias"}
     assert model.trainable_summary().trainable == NUM * 16 + 16 * 12 + 12 + 12 * 64 + 64
@@ -123,28 +89,28 @@ def test_prefix_projection_trains_the_mlp_and_saves_folded_prefixes(tmp_path):
     model.save_pretrained(tmp_path)
     saved = load_file(tmp_path / "adapter_model.safetensors")
     assert set(saved) == {"prompt_embeddings"} and saved["prompt_embeddings"].shape == (NUM, 64)
-    assert max_diff(logits(peft.PeftModel.from_pretrained(llama_gqa(), tmp_path), inputs), ours) < ATOL
-    loaded = Swift.from_pretrained(llama_gqa(), tmp_path)
+    assert max_diff(logits(peft.PeftModel.from_pretrained(llama(), tmp_path), inputs), ours) < ATOL
+    loaded = Swift.from_pretrained(llama(), tmp_path)
     assert max_diff(logits(loaded, inputs), ours) < ATOL
     assert loaded.trainable_summary().trainable == 0
 
 
 def test_peft_prefix_projection_adapter_loads_in_swiftune(tmp_path):
-    inputs = batch()
+    inputs = padded_pair()
     torch.manual_seed(0)
     peft_cfg = peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=NUM, prefix_projection=True,
                                        encoder_hidden_size=12)  # fmt: skip
-    theirs = peft.get_peft_model(llama_gqa(), peft_cfg)
+    theirs = peft.get_peft_model(llama(), peft_cfg)
     expected = logits(theirs, inputs)
     theirs.save_pretrained(tmp_path)
-    assert max_diff(logits(Swift.from_pretrained(llama_gqa(), tmp_path), inputs), expected) < ATOL
+    assert max_diff(logits(Swift.from_pretrained(llama(), tmp_path), inputs), expected) < ATOL
 
 
 def test_loading_into_a_training_projection_folds_it_with_a_warning():
     """What an sft resume does: the file's folded prefixes replace the MLP, outputs unchanged."""
-    inputs = batch()
+    inputs = padded_pair()
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM, "prefix_projection": True})
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM, "prefix_projection": True})
     before, state = logits(model, inputs), model.adapter_state_dict("default")
     with pytest.warns(UserWarning, match="prefix: adapter 'default' trains through a reparameterising encoder"):
         model.tuners["default"].load_state_dict(model.model, state)
@@ -158,8 +124,8 @@ def test_incremental_decoding_puts_the_prefix_in_the_cache_once(cache_name):
     from transformers import DynamicCache
 
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM})
-    ids = batch(pad=0)["input_ids"]
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM})
+    ids = padded_pair(pad=0)["input_ids"]
     full = logits(model, {"input_ids": ids})
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
@@ -175,8 +141,8 @@ def test_incremental_decoding_puts_the_prefix_in_the_cache_once(cache_name):
 
 def test_attention_mask_may_already_count_the_prefix():
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM})
-    inputs = batch()
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM})
+    inputs = padded_pair()
     counted = {**inputs, "attention_mask": torch.cat([torch.ones(2, NUM, dtype=torch.long), inputs["attention_mask"]], 1)}
     assert max_diff(logits(model, counted), logits(model, inputs)) == 0.0
     with pytest.raises(ValueError, match="attention_mask has 3 positions"):
@@ -187,7 +153,7 @@ def test_explicit_positions_continue_after_the_prefix():
     """gpt2 has absolute positions: caller positions 0.. are moved past the prefix, as PEFT does."""
     torch.manual_seed(0)
     model = Swift.prepare(gpt2(), {"tuner": "prefix", "num_virtual_tokens": NUM})
-    inputs = batch(pad=0)
+    inputs = padded_pair(pad=0)
     positions = torch.arange(7).expand(2, -1)
     assert max_diff(logits(model, {**inputs, "position_ids": positions}), logits(model, inputs)) < ATOL
     assert max_diff(logits(model, {**inputs, "position_ids": positions + 1}), logits(model, inputs)) > 1e-3
@@ -196,8 +162,8 @@ def test_explicit_positions_continue_after_the_prefix():
 def test_generate_with_left_padding_follows_the_forward():
     """Greedy tokens equal the argmax of a forward with generate's positions (cumsum of the mask)."""
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM})
-    inputs = batch(pad=3)
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM})
+    inputs = padded_pair(pad=3)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=3, do_sample=False, pad_token_id=0)
         mask = torch.cat([inputs["attention_mask"], torch.ones(2, 2, dtype=torch.long)], 1)
@@ -207,28 +173,28 @@ def test_generate_with_left_padding_follows_the_forward():
 
 
 def test_gradient_checkpointing_is_refused_in_training():
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM})
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM})
     model.model.gradient_checkpointing_enable()
     model.train()
     with pytest.raises(ConfigError, match="gradient checkpointing"):
-        model(**batch())
+        model(**padded_pair())
 
 
 # -- config errors -------------------------------------------------------------------------------------------
 def test_config_errors_name_the_tuner_and_field():
     with pytest.raises(ConfigError, match="prefix: num_virtual_tokens"):
-        Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": 0})
+        Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": 0})
     with pytest.raises(ConfigError, match="token_dim=24 does not fit the model"):
-        Swift.prepare(llama_gqa(), {"tuner": "prefix", "token_dim": 24})
+        Swift.prepare(llama(), {"tuner": "prefix", "token_dim": 24})
     with pytest.raises(ConfigError, match="prefix: encoder_hidden_size"):
         parse_config({"tuner": "prefix", "encoder_hidden_size": 0})
     assert PrefixConfig().num_virtual_tokens == 20 and not PrefixConfig().prefix_projection
 
 
 def test_zero_prefixes_still_take_attention_weight():
-    inputs = batch()
-    model = Swift.prepare(llama_gqa(), {"tuner": "prefix", "num_virtual_tokens": NUM, "init_weights": "zero"})
-    base = llama_gqa()
+    inputs = padded_pair()
+    model = Swift.prepare(llama(), {"tuner": "prefix", "num_virtual_tokens": NUM, "init_weights": "zero"})
+    base = llama()
     # Zero keys and values: the prefix takes attention weight but adds nothing, so outputs move.
     assert max_diff(logits(model, inputs), logits(base, inputs)) > 1e-4
     with model.disable_adapters():

@@ -18,51 +18,20 @@ from swiftune.testing.tokenizers import tiny_tokenizer
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
+from tiny_lms import gpt2, llama, max_diff, padded_pair, qwen2  # noqa: E402
+
 ATOL = 1e-5
 NUM = 5  # virtual tokens in these tests
 INIT_TEXT = "Hello how are you"
 
 
 # -- tiny models ------------------------------------------------------------------------------------
-def llama_gqa():
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
-def qwen2():
-    torch.manual_seed(2)
-    cfg = transformers.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    return transformers.Qwen2ForCausalLM(cfg).eval()
-
-
-def gpt2():
-    torch.manual_seed(3)
-    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32,
-                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
-    return transformers.GPT2LMHeadModel(cfg).eval()
-
-
-MODELS = {"llama_gqa": llama_gqa, "qwen2": qwen2, "gpt2": gpt2}
-
-
-def batch(length: int = 7, pad: int = 2) -> dict[str, torch.Tensor]:
-    """Two rows, the second left-padded by ``pad`` positions."""
-    ids = torch.randint(1, 64, (2, length), generator=torch.Generator().manual_seed(7))
-    mask = torch.ones_like(ids)
-    mask[1, :pad] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+MODELS = {"llama_gqa": llama, "qwen2": qwen2, "gpt2": gpt2}
 
 
 def output(model, inputs):
     with torch.no_grad():
         return model(**inputs)
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a - b).abs().max().item()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +44,7 @@ def tokenizer_dir(tmp_path_factory):
 # -- PEFT, both ways ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", list(MODELS))
 def test_swiftune_prompt_loads_in_peft_with_equal_logits(family, tmp_path):
-    build, inputs = MODELS[family], batch()
+    build, inputs = MODELS[family], padded_pair()
     torch.manual_seed(0)
     model = Swift.prepare(build(), {"tuner": "prompt", "num_virtual_tokens": NUM})
     ours = output(model, inputs).logits
@@ -92,7 +61,7 @@ def test_swiftune_prompt_loads_in_peft_with_equal_logits(family, tmp_path):
 
 @pytest.mark.parametrize("family", list(MODELS))
 def test_peft_prompt_loads_in_swiftune_with_equal_logits(family, tmp_path):
-    build, inputs = MODELS[family], batch()
+    build, inputs = MODELS[family], padded_pair()
     torch.manual_seed(0)
     theirs = peft.get_peft_model(build(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=NUM))
     expected = output(theirs, inputs).logits
@@ -103,13 +72,13 @@ def test_peft_prompt_loads_in_swiftune_with_equal_logits(family, tmp_path):
 
 
 def test_labels_are_extended_and_the_loss_equals_peft(tmp_path):
-    inputs = batch()
+    inputs = padded_pair()
     labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": NUM})
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": NUM})
     ours = output(model, {**inputs, "labels": labels})
     model.save_pretrained(tmp_path)
-    theirs = output(peft.PeftModel.from_pretrained(llama_gqa(), tmp_path), {**inputs, "labels": labels})
+    theirs = output(peft.PeftModel.from_pretrained(llama(), tmp_path), {**inputs, "labels": labels})
     assert abs(ours.loss.item() - theirs.loss.item()) < ATOL
     # Virtual positions carry label -100: the loss scores the real tokens only (the first one
     # predicted from the last virtual token).
@@ -119,8 +88,8 @@ def test_labels_are_extended_and_the_loss_equals_peft(tmp_path):
 
 def test_inputs_embeds_work_like_input_ids():
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": NUM})
-    inputs = batch()
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": NUM})
+    inputs = padded_pair()
     embeds = model.get_input_embeddings()(inputs["input_ids"])
     by_embeds = output(model, {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"]}).logits
     assert max_diff(by_embeds, output(model, inputs).logits) < ATOL
@@ -132,18 +101,18 @@ def test_text_init_uses_the_tokenizer_and_matches_peft(tokenizer_dir):
     ids = tok(INIT_TEXT)["input_ids"]
     assert len(ids) == 4 and max(ids) < 64
     cfg = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": INIT_TEXT, "tokenizer_name_or_path": str(tokenizer_dir)}
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": 6, **cfg})
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 6, **cfg})
     rows = model.adapter_state_dict("default")["prompt_embeddings"]
-    expected = llama_gqa().get_input_embeddings().weight[torch.tensor(ids + ids[:2])]  # repeated, cut to 6
+    expected = llama().get_input_embeddings().weight[torch.tensor(ids + ids[:2])]  # repeated, cut to 6
     assert torch.equal(rows, expected.detach())
-    theirs = peft.get_peft_model(llama_gqa(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6, **cfg))
+    theirs = peft.get_peft_model(llama(), peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6, **cfg))
     assert torch.equal(theirs.prompt_encoder["default"].embedding.weight.detach(), rows)
-    short = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": 3, **cfg})
+    short = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 3, **cfg})
     assert torch.equal(short.adapter_state_dict("default")["prompt_embeddings"], expected[:3].detach())
 
 
 def test_sample_vocab_init_takes_vocabulary_rows():
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": NUM, "prompt_tuning_init": "SAMPLE_VOCAB"})
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": NUM, "prompt_tuning_init": "SAMPLE_VOCAB"})
     rows = model.adapter_state_dict("default")["prompt_embeddings"]
     vocab = model.get_input_embeddings().weight.detach()
     assert all(any(torch.equal(row, v) for v in vocab) for row in rows)
@@ -151,7 +120,7 @@ def test_sample_vocab_init_takes_vocabulary_rows():
 
 def test_random_init_is_standard_normal():
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": 200})
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 200})
     rows = model.adapter_state_dict("default")["prompt_embeddings"]
     assert abs(rows.mean().item()) < 0.05 and abs(rows.std().item() - 1.0) < 0.05
 
@@ -159,9 +128,9 @@ def test_random_init_is_standard_normal():
 # -- P-Tuning: prompt encoders, folded on save -------------------------------------------------------------
 @pytest.mark.parametrize("encoder", ["MLP", "LSTM"])
 def test_p_tuning_encoder_trains_and_saves_prompt_tuning_format(encoder, tmp_path):
-    inputs = batch()
+    inputs = padded_pair()
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": NUM, "encoder_type": encoder,
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": NUM, "encoder_type": encoder,
                                         "encoder_hidden_size": 8})  # fmt: skip
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(".embedding." in n for n in trainable) and any((".head." in n) for n in trainable), trainable
@@ -172,10 +141,10 @@ def test_p_tuning_encoder_trains_and_saves_prompt_tuning_format(encoder, tmp_pat
     saved = load_file(tmp_path / "adapter_model.safetensors")
     assert set(saved) == {"prompt_embeddings"} and saved["prompt_embeddings"].shape == (NUM, 32)
     assert max_diff(saved["prompt_embeddings"], before) > 1e-4  # training moved the encoder's output
-    assert max_diff(output(peft.PeftModel.from_pretrained(llama_gqa(), tmp_path), inputs).logits, ours) < ATOL
-    loaded = Swift.from_pretrained(llama_gqa(), tmp_path)
+    assert max_diff(output(peft.PeftModel.from_pretrained(llama(), tmp_path), inputs).logits, ours) < ATOL
+    loaded = Swift.from_pretrained(llama(), tmp_path)
     assert max_diff(output(loaded, inputs).logits, ours) < ATOL
-    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in llama_gqa().parameters()) + NUM * 32
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in llama().parameters()) + NUM * 32
 
 
 # -- the KV cache: virtual tokens once, at prefill --------------------------------------------------------------
@@ -183,8 +152,8 @@ def test_incremental_decoding_adds_the_virtual_tokens_once():
     from transformers import DynamicCache
 
     torch.manual_seed(0)
-    model = Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": NUM})
-    ids = batch(pad=0)["input_ids"]
+    model = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": NUM})
+    ids = padded_pair(pad=0)["input_ids"]
     full = output(model, {"input_ids": ids}).logits[:, NUM:]
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
@@ -206,7 +175,7 @@ def test_gradient_checkpointing_trains_the_virtual_tokens():
     grads = []
     for model in (plain, checkpointed):
         model.train()
-        case.loss(model, case.batch(0)).backward()
+        case.loss(model, case.padded_pair(0)).backward()
         (param,) = [p for p in model.parameters() if p.requires_grad]
         grads.append(param.grad)
     assert grads[0].abs().max() > 0 and max_diff(grads[0], grads[1]) < 1e-6
@@ -215,16 +184,16 @@ def test_gradient_checkpointing_trains_the_virtual_tokens():
 # -- config errors -------------------------------------------------------------------------------------------
 def test_config_errors_name_the_tuner_and_field(tmp_path):
     with pytest.raises(ConfigError, match="prompt: num_virtual_tokens"):
-        Swift.prepare(llama_gqa(), {"tuner": "prompt", "num_virtual_tokens": 0})
+        Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 0})
     with pytest.raises(ConfigError, match="prompt: .*prompt_tuning_init_text"):
         parse_config({"tuner": "prompt", "prompt_tuning_init": "TEXT"})
     with pytest.raises(ConfigError, match="prompt: encoder_type"):
         parse_config({"tuner": "prompt", "encoder_type": "GRU"})
     with pytest.raises(ConfigError, match="tokenizer_name_or_path=.*cannot load a tokenizer"):
-        Swift.prepare(llama_gqa(), {"tuner": "prompt", "prompt_tuning_init": "TEXT", "prompt_tuning_init_text": "hi",
+        Swift.prepare(llama(), {"tuner": "prompt", "prompt_tuning_init": "TEXT", "prompt_tuning_init_text": "hi",
                                     "tokenizer_name_or_path": str(tmp_path / "missing")})  # fmt: skip
     with pytest.raises(ConfigError, match="token_dim=16 does not fit the model"):
-        Swift.prepare(llama_gqa(), {"tuner": "prompt", "token_dim": 16})
+        Swift.prepare(llama(), {"tuner": "prompt", "token_dim": 16})
 
 
 # -- training ------------------------------------------------------------------------------------------------

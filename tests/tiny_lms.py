@@ -1,5 +1,6 @@
-"""Tiny models shared by the LoRA, PEFT-compatibility and safety tests: identical weights on every
-call (each seeds itself), small enough that a comparison runs in milliseconds."""
+"""Tiny models (and a padded batch for them) shared by the tuner, PEFT-compatibility and safety
+tests: identical weights on every call (each seeds itself), small enough that a comparison runs in
+milliseconds."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import transformers
 from torch import nn
 
 
-def llama(hidden: int = 32) -> nn.Module:
+def llama(hidden: int = 32, layers: int = 2, kv_heads: int = 2) -> nn.Module:
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=kv_heads,
     )  # fmt: skip
     return transformers.LlamaForCausalLM(cfg).eval()
 
@@ -28,8 +29,8 @@ def qwen2() -> nn.Module:
 
 def gpt2() -> nn.Module:
     torch.manual_seed(3)
-    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32,
-                                  bos_token_id=0, eos_token_id=0)  # fmt: skip
+    cfg = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0,
+                                  eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
@@ -61,3 +62,15 @@ class ConvNet(nn.Module):
 def convnet() -> nn.Module:
     torch.manual_seed(6)
     return ConvNet().eval()
+
+
+def padded_pair(length: int = 7, pad: int = 2) -> dict[str, torch.Tensor]:
+    """Two rows of token ids, the second left-padded by ``pad`` positions."""
+    ids = torch.randint(1, 64, (2, length), generator=torch.Generator().manual_seed(7))
+    mask = torch.ones_like(ids)
+    mask[1, :pad] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
