@@ -54,13 +54,6 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_adapter(folder: str | Path, config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_weights_file(folder / WEIGHTS_NAME, tensors)
-    write_adapter_config(folder, config)
-
-
 def write_weights_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
     """One safetensors file, written atomically (tied tensors are stored as copies)."""
     contiguous: dict[str, torch.Tensor] = {}

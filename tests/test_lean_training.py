@@ -166,7 +166,7 @@ def test_tied_and_trainable_linears_keep_their_dtype() -> None:
     assert base.lm_head.weight.dtype == base.model.embed_tokens.weight.dtype == torch.float32  # tied: stays
     assert base.model.layers[0].self_attn.v_proj.weight.dtype == torch.bfloat16  # frozen, untargeted: cast
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
-    assert "model.model.lm_head" not in names and cast_frozen_linears(model, torch.bfloat16) == []  # idempotent
+    assert "model.lm_head" not in names and cast_frozen_linears(model, torch.bfloat16) == []  # idempotent
 
 
 # -- what sft chooses --------------------------------------------------------------------------------

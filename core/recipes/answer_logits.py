@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.encode import IGNORE_INDEX
+from ..data import IGNORE_INDEX
 
 
 def supports_answer_logits(model: nn.Module) -> bool:

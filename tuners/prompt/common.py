@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from swiftune.data import IGNORE_INDEX
 from swiftune.errors import ConfigError
 
 #: Attribute of the base model holding every prompt-learning adapter's encoder.
@@ -226,9 +227,6 @@ def check_no_checkpointing(model: nn.Module, tuner: str) -> None:
             f"{tuner}: prefix tuning does not work with gradient checkpointing (it drops the KV cache that "
             "carries the prefixes); disable it, or use the 'prompt' or 'lora' tuner"
         )
-
-
-IGNORE_INDEX = -100
 
 
 def prepend_virtual_tokens(model: nn.Module, kwargs: dict[str, Any], adapter_name: str, num: int, tuner: str,
