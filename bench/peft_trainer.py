@@ -3,7 +3,7 @@
 What a user would write without swiftune: load the model and tokenizer, render each conversation
 with the tokenizer's chat template, label the assistant turns only (the prompt masked with -100,
 as SFT does and as ``swiftune sft`` does), train LoRA with the ``Trainer``. Prints one JSON line
-with the train loop's runtime, the non-padding tokens it saw and the labelled tokens.
+with the train loop's runtime and the non-padding tokens it saw.
 
     python bench/peft_trainer.py --model DIR --data FILE.jsonl --steps 8 --batch 4 --precision bf16
 """
@@ -23,12 +23,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--r", type=int, default=8)
     p.add_argument("--alpha", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0)
     return p.parse_args(argv)
 
 
@@ -53,8 +51,6 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -62,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = peft.get_peft_model(model, peft.LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0,
                                                        target_modules="all-linear", task_type="CAUSAL_LM"))
     rows = [json.loads(line) for line in open(args.data) if line.strip()]
-    need = args.steps * args.batch * args.grad_accum
+    need = args.steps * args.batch
     examples = []
     for row in (rows * (need // len(rows) + 1))[:need]:
         ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=False)
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     targs = TrainingArguments(
         output_dir=args.output_dir, max_steps=args.steps, per_device_train_batch_size=args.batch,
-        gradient_accumulation_steps=args.grad_accum, learning_rate=2e-4, lr_scheduler_type="cosine",
+        gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="cosine",
         warmup_steps=0.05, bf16=args.precision == "bf16", logging_steps=1, save_strategy="no",
         report_to="none", seed=42, use_cpu=True, include_num_input_tokens_seen="non_padding",
     )  # fmt: skip
@@ -80,7 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     metrics = trainer.train().metrics
     out = {"train_runtime": metrics["train_runtime"], "tokens": trainer.state.num_input_tokens_seen,
-           "labelled": sum(sum(t != -100 for t in e["labels"][1:]) for e in examples),
            "steps": trainer.state.global_step, "wall": time.perf_counter() - start}
     print("RESULT " + json.dumps(out), flush=True)
     return out

@@ -88,34 +88,30 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
 
     default = resolve_precision("auto", "cpu")
     steps, batch, max_length = settings.e2e_steps, (2 if settings.quick else 4), (64 if settings.quick else 512)
-    plan = [(default, 1 if settings.quick else 3)]  # fp32 as well: --only sft_e2e on a machine without bf16
-    rows, targets, labels, values = [], [], [], []
+    precision, rounds = default, (1 if settings.quick else 3)
+    got: dict[str, list[dict[str, Any]]] = {"swiftune sft": [], "peft + Trainer": []}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model, source = model_folder(settings, tmp)
-        for precision, rounds in plan:
-            got: dict[str, list[dict[str, Any]]] = {"swiftune sft": [], "peft + Trainer": []}
-            for i in range(rounds):
-                order = ["swiftune sft", "peft + Trainer"] if i % 2 == 0 else ["peft + Trainer", "swiftune sft"]
-                for who in order:
-                    fn = swiftune_run if who == "swiftune sft" else peft_run
-                    res = fn(model, tmp / f"{who[:5]}-{precision}-{i}", steps, batch, precision, max_length)
-                    res["tps"] = res["tokens"] / res["train_runtime"]
-                    got[who].append(res)
-                    print(f"  sft {precision} {who}: {res['tps']:.0f} tokens/s, wall {res['wall']:.1f} s", flush=True)
-            med = {w: statistics.median(r["tps"] for r in rs) for w, rs in got.items()}
-            for w, rs in got.items():
-                rows.append([w, precision, f"{max(r['tps'] for r in rs):.0f}", f"{med[w]:.0f}",
-                             f"{statistics.median(r['wall'] for r in rs):.1f}", f"{rs[0]['tokens']}"])
-                labels.append(f"{w} {precision}")
-                values.append(med[w])
-            speed = med["swiftune sft"] / med["peft + Trainer"]
-            best = max(r["tps"] for r in got["swiftune sft"]) / max(r["tps"] for r in got["peft + Trainer"])
-            rows.append(["**swiftune / peft**", precision, f"{best:.3f}x", f"**{speed:.3f}x**", "", ""])
-            targets.append(Target(f"`swiftune sft` tokens/s >= 1.3x PEFT + Trainer ({precision})",
-                                  f"{speed:.3f}x (median), {best:.3f}x (best)", speed >= 1.3))
+        for i in range(rounds):
+            order = ["swiftune sft", "peft + Trainer"] if i % 2 == 0 else ["peft + Trainer", "swiftune sft"]
+            for who in order:
+                fn = swiftune_run if who == "swiftune sft" else peft_run
+                res = fn(model, tmp / f"{who[:5]}-{precision}-{i}", steps, batch, precision, max_length)
+                res["tps"] = res["tokens"] / res["train_runtime"]
+                got[who].append(res)
+                print(f"  sft {precision} {who}: {res['tps']:.0f} tokens/s, wall {res['wall']:.1f} s", flush=True)
+    med = {w: statistics.median(r["tps"] for r in rs) for w, rs in got.items()}
+    rows = [[w, precision, f"{max(r['tps'] for r in rs):.0f}", f"{med[w]:.0f}",
+             f"{statistics.median(r['wall'] for r in rs):.1f}", f"{rs[0]['tokens']}"] for w, rs in got.items()]
+    speed = med["swiftune sft"] / med["peft + Trainer"]
+    best = max(r["tps"] for r in got["swiftune sft"]) / max(r["tps"] for r in got["peft + Trainer"])
+    rows.append(["**swiftune / peft**", precision, f"{best:.3f}x", f"**{speed:.3f}x**", "", ""])
+    targets = [Target(f"`swiftune sft` tokens/s >= 1.3x PEFT + Trainer ({precision})",
+                      f"{speed:.3f}x (median), {best:.3f}x (best)", speed >= 1.3)]
     lines = table(["run", "precision", "tokens/s best", "tokens/s median", "process wall s (median)", "tokens per run"], rows)
-    chart = Chart("sft_e2e", "Train-loop tokens per second (median)", labels, values, "tokens / s")
+    chart = Chart("sft_e2e", "Train-loop tokens per second (median)", [f"{w} {precision}" for w in med],
+                  list(med.values()), "tokens / s")
     intro = (
         f"Model: {source}; data: `model_zoo/data/swiftune-demo.jsonl` (chat), {steps} optimizer steps of batch {batch}, "
         f"max length {max_length}, LoRA r=8 alpha=16 on all linear layers, lr 2e-4 cosine, AdamW. swiftune's default "

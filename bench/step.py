@@ -30,15 +30,20 @@ def lora_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n[n.index("layers.") :]: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
+def loss_and_grads(model: torch.nn.Module, ids: torch.Tensor,
+                   autocast: torch.dtype | None = None) -> tuple[float, dict[str, torch.Tensor]]:
+    """One forward + backward (labels = ids): the loss and the LoRA gradients, which are then cleared."""
+    with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = lora_grads(model)
+    model.zero_grad(set_to_none=True)
+    return loss.item(), grads
+
+
 def check_same_work(models: dict[str, torch.nn.Module], ids: torch.Tensor) -> dict[str, float]:
     """Step-0 loss and LoRA gradients of swiftune must match PEFT's (fp32); returns the differences."""
-    got = {}
-    for lib, model in models.items():
-        out = model(input_ids=ids, labels=ids)
-        out.loss.backward()
-        got[lib] = (out.loss.item(), lora_grads(model))
-        model.zero_grad(set_to_none=True)
-    (l1, g1), (l2, g2) = got["swiftune"], got["peft"]
+    (l1, g1), (l2, g2) = loss_and_grads(models["swiftune"], ids), loss_and_grads(models["peft"], ids)
     if g1.keys() != g2.keys():
         raise RuntimeError(f"LoRA gradients differ in names: {sorted(g1.keys() ^ g2.keys())[:4]}")
     scale = max(g.abs().max().item() for g in g2.values())
@@ -55,14 +60,7 @@ def lean_bf16(model: torch.nn.Module, ids: torch.Tensor) -> torch.nn.Module:
     lean = copy.deepcopy(model)
     if not cast_frozen_linears(lean, torch.bfloat16):
         raise RuntimeError("no frozen Linear layer to store in bf16")
-    got = {}
-    for name, m in (("fp32 weights", model), ("bf16 weights", lean)):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = m(input_ids=ids, labels=ids).loss
-        loss.backward()
-        got[name] = (loss.item(), lora_grads(m))
-        m.zero_grad(set_to_none=True)
-    (l1, g1), (l2, g2) = got.values()
+    (l1, g1), (l2, g2) = loss_and_grads(model, ids, torch.bfloat16), loss_and_grads(lean, ids, torch.bfloat16)
     if l1 != l2 or any(not torch.equal(g1[k], g2[k]) for k in g1):
         raise RuntimeError("bf16-stored frozen weights changed the bf16 loss or gradients")
     return lean
