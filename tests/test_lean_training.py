@@ -188,6 +188,10 @@ def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
         lean_training(SftArguments(padding_free=True), prompt, "bf16")
     bitfit = Swift.prepare(llama(), {"tuner": "bitfit"})  # trains deltas added to base tensors
     assert lean_training(SftArguments(), bitfit, "bf16").cast_linears == 0
+    # full fine-tuning saves its frozen tensors too: they must keep their precision
+    full = Swift.prepare(llama(), {"tuner": "full", "freeze_parameters": r"model\.layers\.0\..*"})
+    assert lean_training(SftArguments(), full, "bf16").cast_linears == 0
+    assert all(p.dtype == torch.float32 for p in full.parameters())
 
 
 # -- --compile: regional compilation ---------------------------------------------------------------

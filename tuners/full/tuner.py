@@ -13,7 +13,7 @@ means for the adapter operations, each stated by a flag or in the docs:
   every base parameter under its plain state-dict key (tied weights once), so
   ``AutoModel*.from_pretrained(folder / "model")`` loads it as is. (Not in the adapter folder itself:
   transformers, seeing ``adapter_config.json`` there, would take the folder for a PEFT adapter.)
-  swiftune loads it back by copying into a fresh base (an older ``adapter_model.safetensors`` too).
+  swiftune loads it back by copying into a fresh base.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch import nn
 
 from swiftune.module_utils import name_matches
 from swiftune.errors import AdapterLoadError
-from swiftune.serialization import WEIGHTS_NAME, load_checked, read_adapter_weights, write_weights_file
+from swiftune.serialization import load_checked, write_weights_file
 from swiftune.tuner import Tuner
 from swiftune.tuners.part.params import BaseParameter, base_parameters
 
@@ -47,7 +47,6 @@ _OWNERS: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary
 
 class Full(Tuner):
     name = "full"
-    calls_frozen_linears_only = True
     description = "full-parameter fine-tuning through the same API and CLI"
     config_class = FullConfig
     mergeable = True
@@ -127,8 +126,6 @@ class Full(Tuner):
     def read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
-        if (folder / WEIGHTS_NAME).is_file() and not (folder / MODEL_SUBFOLDER).is_dir():
-            return read_adapter_weights(folder)
         folder = folder / MODEL_SUBFOLDER
         if (folder / _INDEX_NAME).is_file():
             files = sorted(set(json.loads((folder / _INDEX_NAME).read_text())["weight_map"].values()))
