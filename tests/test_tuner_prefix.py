@@ -1,6 +1,6 @@
 """The 'prefix' tuner: PEFT as the oracle both ways (GQA and MHA llama, qwen2, gpt2), the KV cache
 mechanics (prefix once, at prefill; masks and positions), the folded reparameterisation MLP, config
-errors, training (loss falls) and ``swiftune sft --tuner prefix``."""
+errors (learning itself: the conformance suite's memorise check) and ``swiftune sft --tuner prefix``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The 'prompt' tuner: PEFT as the oracle both ways (logits, loss with labels, TEXT init), P-Tuning's
-prompt encoders folded on save, the KV cache (virtual tokens once, at prefill), config errors,
-training (loss falls) and ``swiftune.sft(tuner="prompt")``."""
+prompt encoders folded on save, the KV cache (virtual tokens once, at prefill), config errors
+(learning itself: the conformance suite's memorise check) and ``swiftune.sft(tuner="prompt")``."""
 
 from __future__ import annotations
 

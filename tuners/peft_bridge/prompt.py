@@ -95,8 +95,6 @@ class PeftPromptBridge(common.InputRewriter, PeftBridge):
         module.train(model.training)
         common.attach(model, self.adapter_name, module)
         self._install_hook(model)
-        self.mergeable = False
-
 
     # -- the forward change --------------------------------------------------------------------------
 

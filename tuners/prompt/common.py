@@ -7,6 +7,7 @@ act by rewriting forward / generate keyword arguments, never by touching the mod
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 import weakref
@@ -159,7 +160,13 @@ def cache_key(model: nn.Module, kwargs: dict[str, Any]) -> str:
     for key in CACHE_KEYS:
         if kwargs.get(key) is not None:
             return key
-    params = inspect.signature(model.forward).parameters
+    return _forward_cache_key(type(model))
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_cache_key(model_class: type) -> str:
+    """The cache keyword of a model class's forward (looked up once per class, not per call)."""
+    params = inspect.signature(model_class.forward).parameters
     return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
 
 

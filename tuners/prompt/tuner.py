@@ -35,8 +35,7 @@ class PromptTuning(common.InputRewriter, Tuner):
     prompt_learning = True
     needs_transformers_model = True
     peft_compatible = True
-    #: Learns (see tests/test_tuner_*.py), but needs the ~0.1-0.3 learning rates prompt learning is
-    #: trained at, not the conformance suite's fixed 1e-2.
+    #: The conformance suite's memorise check trains at this rate: prompt learning needs ~0.1-0.3.
     typical_learning_rate = 0.3  # a few virtual tokens learn slowly at LoRA's rates
 
     config: PromptConfig
