@@ -43,9 +43,10 @@ class Tuner:
     #: The default config finds its targets through transformers structure (blocks, attention /
     #: MLP projections, output embeddings); a plain ``nn.Module`` needs explicit targets.
     default_targets_need_transformers: ClassVar[bool] = False
-    #: The adapter can fit one small batch (the conformance suite's ``memorise`` check). False for
-    #: methods with a handful of parameters per layer (IA³'s scaling vectors): they learn, but too
-    #: slowly at the suite's fixed learning rate; such a plugin proves learning in its own tests.
+    #: The adapter can fit one small batch (the conformance suite's ``memorise`` check, trained at
+    #: ``typical_learning_rate``). False for methods with a handful of parameters per layer (IA³'s
+    #: scaling vectors, BitFit): they learn, but no single rate halves the loss in the check's steps
+    #: on every tiny model; such a tuner proves learning in its own tests.
     memorises: ClassVar[bool] = True
     #: The tuner only *calls* the frozen base ``nn.Linear`` layers it touches (it never does other
     #: arithmetic with their weights), so a training run under autocast may store those layers in

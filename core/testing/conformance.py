@@ -110,8 +110,7 @@ def prepared(config: Config, case: ModelCase, train: int = 0, seed: int = 0) -> 
 def base_model(config: Config, case: ModelCase) -> nn.Module:
     """``case``'s model as the tuner's ``prepare_model`` leaves it (e.g. quantized for QLoRA): the base
     that a fresh or disabled adapter must reproduce. The plain model for tuners that prepare nothing."""
-    cfg = parse_config(config)
-    return tuner_class(cfg)("default", cfg).prepare_model(case.build())
+    return tuner_instance(config).prepare_model(case.build())
 
 
 def _trainable(model: SwiftModel, adapter: str = "default") -> dict[str, nn.Parameter]:
@@ -128,7 +127,7 @@ def check_identity_at_init(config: Config, case: ModelCase) -> None:
 
 def check_only_adapter_trains(config: Config, case: ModelCase) -> None:
     """Training changes the adapter's parameters and nothing else (base too if it trains base params)."""
-    cls = tuner_class(config)
+    tuner = tuner_instance(config)
     base = case.build()
     base_params = dict(base.named_parameters())
     base_before = {n: p.detach().clone() for n, p in base_params.items()}
@@ -141,7 +140,7 @@ def check_only_adapter_trains(config: Config, case: ModelCase) -> None:
         f"{len(grad_ids - ids)} parameters require grad without being the adapter's, "
         f"{len(ids - grad_ids)} of the adapter's do not"
     )
-    if not cls.trains_base_parameters:
+    if not tuner.trains_base_parameters:
         base_ids = {id(p): n for n, p in base_params.items()}
         leaked = sorted(base_ids[i] for i in ids & set(base_ids))
         assert not leaked, f"base parameters are trainable but the tuner does not declare trains_base_parameters: {leaked[:5]}"
@@ -151,21 +150,21 @@ def check_only_adapter_trains(config: Config, case: ModelCase) -> None:
     own = {n for n, p in model.named_parameters() if id(p) in ids}
     assert changed, "no parameter changed after training"
     assert changed <= own, f"parameters outside the adapter changed: {sorted(changed - own)[:5]}"
-    if not cls.trains_base_parameters:
+    if not tuner.trains_base_parameters:
         moved = [n for n, p in base_params.items() if not torch.equal(p, base_before[n])]
         assert not moved, f"base parameters changed: {moved[:5]}"
 
 
 def check_disable_adapters(config: Config, case: ModelCase) -> None:
     """``disable_adapters()`` gives the base logits exactly; leaving it gives the adapted ones back."""
-    cls = tuner_class(config)
+    tuner = tuner_instance(config)
     base = logits_of(base_model(config, case), case)
     model = prepared(config, case, train=WARMUP_STEPS)
     adapted = logits_of(model, case)
     assert_differ(adapted, base, "adapted vs base logits after training")
     with model.disable_adapters():
         disabled = logits_of(model, case)
-    if not cls.trains_base_parameters:
+    if not tuner.trains_base_parameters:
         assert_close(disabled, base, "logits with adapters disabled vs the base model")
     assert model.active_adapters == ["default"], f"active adapters changed to {model.active_adapters}"
     assert_close(logits_of(model, case), adapted, "logits after re-enabling vs before disabling")
@@ -203,7 +202,7 @@ def check_merge(config: Config, case: ModelCase) -> None:
     assert_close(logits_of(model, case), adapted, "merged vs unmerged logits", MERGE_ATOL, MERGE_RTOL)
     model.unmerge_adapter()
     assert_close(logits_of(model, case), adapted, "logits after unmerge vs before merge", MERGE_ATOL, MERGE_RTOL)
-    if not tuner_class(config).trains_base_parameters:  # else there is no untouched base to return to
+    if not tuner_instance(config).trains_base_parameters:  # else there is no untouched base to return to
         with model.disable_adapters():
             assert_close(logits_of(model, case), base, "base logits after merge + unmerge", MERGE_ATOL, MERGE_RTOL)
     plain = model.merge_and_unload()
@@ -220,7 +219,7 @@ def check_merge(config: Config, case: ModelCase) -> None:
 def check_memorise(config: Config, case: ModelCase) -> None:
     """Loss on one fixed batch falls below half its start within ``MEMORISE_STEPS`` steps."""
     model = prepared(config, case)
-    lr = tuner_class(config).typical_learning_rate
+    lr = tuner_instance(config).typical_learning_rate
     losses = train_steps(model, case, MEMORISE_STEPS, seed=0, lr=lr)
     assert all(math.isfinite(x) for x in losses), f"non-finite loss: {losses}"
     assert losses[-1] < 0.5 * losses[0], f"loss went {losses[0]:.4f} -> {losses[-1]:.4f} in {MEMORISE_STEPS} steps at lr {lr}"
@@ -244,7 +243,7 @@ def check_generate(config: Config, case: ModelCase, new_tokens: int = 4) -> None
         with model.disable_adapters():
             disabled = model.generate(**inputs, **kwargs)
         base_out = base_model(config, case).generate(**inputs, **kwargs)
-    if not tuner_class(config).trains_base_parameters:  # else there is no untouched base to return to
+    if not tuner_instance(config).trains_base_parameters:  # else there is no untouched base to return to
         assert torch.equal(disabled, base_out), "generate with adapters disabled differs from the base model's"
 
 
