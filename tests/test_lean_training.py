@@ -5,11 +5,14 @@ frozen Linear weights stored in the autocast dtype (``cast_frozen_linears``)."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file
 
+import swiftune
 from swiftune import Swift, cast_frozen_linears
 from swiftune.data import DataCollator, FlatCollator
 from swiftune.data.errors import DataError
@@ -19,7 +22,15 @@ from swiftune.recipes.arguments import SftArguments
 from swiftune.recipes.padding_free import honours_restarts
 from swiftune.recipes.lean import lean_training
 
+from cli_fixtures import ensure_data, ensure_model, read_jsonl
 from tiny_lms import bert, gpt2, llama, qwen2
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """The tiny chat model and data the CLI tests share."""
+    root = tmp_path_factory.getbasetemp() / "cli-assets"
+    return ensure_model(root), ensure_data(root)
+
 
 #: (length, answer tokens) of three chat-like examples: the loss covers only the answers.
 SHAPES = [(9, 4), (5, 2), (12, 7)]
@@ -196,28 +207,19 @@ def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
 
 # -- --compile: regional compilation ---------------------------------------------------------------
 @pytest.mark.slow  # compiles one block (~20-40 s of CPU)
-def test_compiled_blocks_train_like_eager_and_keep_their_names(tmp_path, capsys) -> None:
-    import json
-
-    import swiftune
-
-    from cli_fixtures import ensure_data, ensure_model
-
-    model, data = ensure_model(tmp_path / "assets"), ensure_data(tmp_path / "assets")
+def test_compiled_blocks_train_like_eager_and_keep_their_names(assets, tmp_path, capsys) -> None:
+    model, data = assets
     losses = {}
     for compiled in (False, True):
         out = tmp_path / f"run-{compiled}"
         swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.0,
                      per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
                      learning_rate=1e-2, logging_steps=1, save_steps=100, compile=compiled)
-        records = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
-        losses[compiled] = [r["loss"] for r in records if "loss" in r]
+        losses[compiled] = [r["loss"] for r in read_jsonl(out / "logging.jsonl") if "loss" in r]
         # Compiled in place: the saved adapter has the same tensor names.
         assert json.loads((out / "final" / "adapter_config.json").read_text())["peft_type"] == "LORA"
     assert "2 blocks compiled" in capsys.readouterr().out
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
-    from safetensors.torch import load_file
-
     names = [set(load_file(tmp_path / f"run-{c}" / "final" / "adapter_model.safetensors")) for c in (False, True)]
     assert names[0] == names[1] and names[0]
 
@@ -229,15 +231,9 @@ def test_compile_is_refused_where_it_cannot_help() -> None:
 
 
 @pytest.mark.slow  # two short sft runs on the tiny chat model
-def test_sft_train_and_eval_losses_match_the_plain_path(tmp_path) -> None:
+def test_sft_train_and_eval_losses_match_the_plain_path(assets, tmp_path) -> None:
     """End to end: the default lean paths log the plain path's train and eval losses (fp32)."""
-    import json
-
-    import swiftune
-
-    from cli_fixtures import ensure_data, ensure_model
-
-    model, data = ensure_model(tmp_path / "assets"), ensure_data(tmp_path / "assets")
+    model, data = assets
     logs = {}
     for lean in (True, False):
         out = tmp_path / f"run-{lean}"
@@ -245,7 +241,7 @@ def test_sft_train_and_eval_losses_match_the_plain_path(tmp_path) -> None:
                      per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
                      learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0,
                      padding_free=lean, answer_logits_only=lean)
-        logs[lean] = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
+        logs[lean] = read_jsonl(out / "logging.jsonl")
     for key in ("loss", "eval_loss"):
         got, expected = ([r[key] for r in logs[lean] if key in r] for lean in (True, False))
         assert got and got == pytest.approx(expected, rel=1e-4), key
