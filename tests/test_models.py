@@ -16,37 +16,8 @@ from swiftune import ModelFamily, Swift, registries
 from swiftune.loading import GENERIC, family_for
 from swiftune.model_family import ArchitectureKeys, normalize_task
 
-LLAMA_LIKE = dict(
-    vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-)
-#: A tiny config per model_type; a family of a new model_type fails test_every_implemented_family_has_a_tiny_config.
-TINY: dict[str, dict] = {
-    "llama": LLAMA_LIKE,
-    "qwen2": LLAMA_LIKE,
-    "qwen3": {**LLAMA_LIKE, "head_dim": 8},
-    "mistral": LLAMA_LIKE,
-    "gemma": {**LLAMA_LIKE, "head_dim": 8},
-    "gemma2": {**LLAMA_LIKE, "head_dim": 8},
-    "phi3": {**LLAMA_LIKE, "pad_token_id": 0},
-    "gpt2": dict(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64),
-    "bloom": dict(vocab_size=64, hidden_size=32, n_layer=2, n_head=4),
-    "bert": dict(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=64, num_labels=3,
-    ),
-    "t5": dict(
-        vocab_size=64, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2, num_heads=4,
-        decoder_start_token_id=0, pad_token_id=0,
-    ),
-    "bart": dict(
-        vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-    ),
-    "vit": dict(
-        image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3,
-    ),
-}
+from tiny_lms import LLAMA_LIKE, TINY
+
 #: How many layers a built-in family's default targets should wrap in the tiny model (2 blocks each):
 #: e.g. llama 7 per block; bert 6 per block + the pooler; t5/bart 6 per encoder + 10 per decoder block.
 EXPECTED_TARGETS = {

@@ -74,3 +74,37 @@ def padded_pair(length: int = 7, pad: int = 2) -> dict[str, torch.Tensor]:
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
+
+
+LLAMA_LIKE = dict(
+    vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, max_position_embeddings=64,
+)
+#: A tiny config per model_type of the model zoo (test_models checks every implemented family has one).
+TINY: dict[str, dict] = {
+    "llama": LLAMA_LIKE,
+    "qwen2": LLAMA_LIKE,
+    "qwen3": {**LLAMA_LIKE, "head_dim": 8},
+    "mistral": LLAMA_LIKE,
+    "gemma": {**LLAMA_LIKE, "head_dim": 8},
+    "gemma2": {**LLAMA_LIKE, "head_dim": 8},
+    "phi3": {**LLAMA_LIKE, "pad_token_id": 0},
+    "gpt2": dict(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+    "bloom": dict(vocab_size=64, hidden_size=32, n_layer=2, n_head=4),
+    "bert": dict(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=64, num_labels=3,
+    ),
+    "t5": dict(
+        vocab_size=64, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_decoder_layers=2, num_heads=4,
+        decoder_start_token_id=0, pad_token_id=0,
+    ),
+    "bart": dict(
+        vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+    ),
+    "vit": dict(
+        image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=3,
+    ),
+}
