@@ -72,36 +72,45 @@ def load_hf(dataset_id: str, subset: str | None, split: str) -> RawRows:
         if type(exc).__name__ in {"DatasetNotFoundError", "DataFilesNotFoundError", "LocalEntryNotFoundError"}:
             raise DataError(f"hf::{dataset_id}{f' ({subset})' if subset else ''}: {exc}") from None
         raise
-    return RawRows(f"hf::{dataset_id}{f'/{subset}' if subset else ''}:{split}", ds)
+    return RawRows(_origin("hf", dataset_id, subset, split), ds)
 
 
 def load_ms(dataset_id: str, subset: str | None, split: str) -> RawRows:
     """One split of a ModelScope dataset: ``MsDataset.load`` when ModelScope's dataset extras are
     installed, otherwise the repository's files (``dataset_snapshot_download``) read as a local folder."""
-    origin = f"ms::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
     try:
         try:
             from modelscope.msdatasets import MsDataset
         except ImportError:
-            return _load_ms_snapshot(dataset_id, subset, split, origin)
+            return _load_ms_snapshot(dataset_id, subset, split)
         kwargs = {"subset_name": subset} if subset else {}
         loaded = MsDataset.load(dataset_id, split=split, **kwargs)
     except (ConnectionError, OSError) as exc:
         reasons = [f"{type(exc).__name__}: {exc}"]
         raise OfflineError(offline_message(f"ms::{dataset_id}", reasons), reasons) from None
     ds = loaded.to_hf_dataset() if hasattr(loaded, "to_hf_dataset") else loaded
-    return RawRows(origin, ds)
+    return RawRows(_origin("ms", dataset_id, subset, split), ds)
 
 
-def _load_ms_snapshot(dataset_id: str, subset: str | None, split: str, origin: str) -> RawRows:
+def _origin(hub: str, dataset_id: str, subset: str | None, split: str) -> str:
+    """How rows of a hub dataset name their source in errors: ``hub::id[/subset]:split``."""
+    return f"{hub}::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
+
+
+def _read_snapshot(folder: Path, hub: str, dataset_id: str, subset: str | None, split: str) -> RawRows:
+    """A downloaded dataset repository read as a local folder, named after its hub origin."""
+    raw = read_local(folder, split, subset=subset)
+    raw.origin = _origin(hub, dataset_id, subset, split)
+    return raw
+
+
+def _load_ms_snapshot(dataset_id: str, subset: str | None, split: str) -> RawRows:
     try:
         from modelscope.hub.snapshot_download import dataset_snapshot_download
     except ImportError as exc:
         raise DataError(f"ms::{dataset_id} needs the modelscope package: pip install modelscope ({exc})") from None
     folder = dataset_snapshot_download(dataset_id, cache_dir=ms_cache_dir())
-    raw = read_local(Path(folder), split, subset=subset)
-    raw.origin = origin
-    return raw
+    return _read_snapshot(Path(folder), "ms", dataset_id, subset, split)
 
 
 def ms_cache_dir() -> str | None:
@@ -109,16 +118,19 @@ def ms_cache_dir() -> str | None:
     return os.environ.get("MODELSCOPE_CACHE", "").strip() or None
 
 
-def ms_local_snapshot(repo_id: str, repo_type: str = "dataset", cache_dir: str | Path | None = None) -> Path | None:
-    """The folder of ``repo_id`` already in the ModelScope cache, or None; never touches the network
-    (``modelscope.snapshot_download(..., local_files_only=True)``)."""
+def ms_local_snapshot(repo_id: str, repo_type: str = "dataset", cache_dir: str | Path | None = None,
+                      revision: str | None = None) -> Path | None:
+    """The folder of ``repo_id`` already in the ModelScope cache (``cache_dir``, else
+    ``MODELSCOPE_CACHE``, else modelscope's default), or None; never touches the network
+    (``modelscope.snapshot_download(..., local_files_only=True)``). Datasets and models use it."""
     try:
         from modelscope import snapshot_download
     except ImportError:
         return None
     cache = str(cache_dir) if cache_dir is not None else ms_cache_dir()
     try:
-        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, cache_dir=cache, local_files_only=True))
+        return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, revision=revision, cache_dir=cache,
+                                      local_files_only=True))
     except Exception:  # noqa: BLE001 - modelscope_hub.errors.CacheNotFound and relatives
         return None
 
@@ -126,11 +138,7 @@ def ms_local_snapshot(repo_id: str, repo_type: str = "dataset", cache_dir: str |
 def _load_ms_cached(dataset_id: str, subset: str | None, split: str) -> RawRows | None:
     """One split of a ModelScope dataset that is already downloaded (read as a local folder)."""
     folder = ms_local_snapshot(dataset_id)
-    if folder is None:
-        return None
-    raw = read_local(folder, split, subset=subset)
-    raw.origin = f"ms::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
-    return raw
+    return None if folder is None else _read_snapshot(folder, "ms", dataset_id, subset, split)
 
 
 def hf_local_snapshot(dataset_id: str) -> Path | None:
@@ -158,9 +166,7 @@ def load_hub(hub: str, dataset_id: str, subset: str | None, split: str) -> RawRo
     if hub == "hf" and reason is not None:
         folder = hf_local_snapshot(dataset_id)
         if folder is not None:
-            raw = read_local(folder, split, subset=subset)
-            raw.origin = f"hf::{dataset_id}{f'/{subset}' if subset else ''}:{split}"
-            return raw
+            return _read_snapshot(folder, "hf", dataset_id, subset, split)
     if hub == "hf" and reason is not None and reason == hf_offline_mode():
         return load_hf(dataset_id, subset, split)
     if reason is not None:

@@ -9,15 +9,13 @@ Only the files a safetensors checkpoint needs are fetched (never ``.bin`` / ``.p
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
 
-from ..data.hub import HF_HOST, MS_HOST, OFFLINE_ENV, PROBE_TIMEOUT_S, ms_cache_dir
+from ..data.hub import HF_HOST, MS_HOST, OFFLINE_ENV, PROBE_TIMEOUT_S, ms_cache_dir, ms_local_snapshot
 from .errors import ModelLoadError, OfflineError
 
-logger = logging.getLogger("swiftune.loading")
 
 #: Files of a checkpoint that swiftune loads: config, safetensors weights, tokenizer, remote code.
 ALLOW_PATTERNS = [
@@ -101,11 +99,9 @@ def ms_snapshot(model_id: str, revision: str | None = None, cache_dir: str | Pat
         raise ModelLoadError(f"ms::{model_id} needs the modelscope package: pip install modelscope ({exc})") from None
     if cache_dir is None:
         cache_dir = ms_cache_dir()  # modelscope reads MODELSCOPE_CACHE once per process; we read it per call
-    try:
-        folder = snapshot_download(model_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
-        return Path(folder)
-    except Exception as exc:  # noqa: BLE001 - modelscope_hub.errors.CacheNotFound and relatives
-        logger.debug("no local ModelScope snapshot of %s: %s", model_id, exc)
+    local = ms_local_snapshot(model_id, "model", cache_dir, revision)
+    if local is not None:
+        return local
     reason = offline_reason("ms")
     if reason is not None:
         raise OfflineError(offline_message("ms", model_id, reason)) from None
