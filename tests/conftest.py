@@ -18,3 +18,11 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, tor
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    """The fake third-party plugins (tests/plugin_fixtures), pip-installed into a folder once per worker."""
+    from plugin_fixtures import build_site
+
+    return build_site(tmp_path_factory.getbasetemp() / "plugin-site")

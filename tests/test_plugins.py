@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -28,35 +27,7 @@ from swiftune.plugins import PluginHost
 from swiftune.registry import Registry
 
 from plugin_fixtures import HERE as FIXTURES
-from plugin_fixtures import build_site
-
-SWIFTUNE_BIN = Path(sys.executable).with_name("swiftune")
-FAILING = {  # entry-point name -> what its one report line must contain
-    "brokenname": ["import failed", "ModuleNotFoundError", "swiftune_fixture_missing_dependency"],
-    "raiser": ["register_tuners raised RuntimeError", "hook exploded"],
-    "dupe": ["DuplicateNameError", "tuner 'lora'", "plugin 'lora'", "plugin 'dupe'"],
-    "upper": ["ValueError", "'Shouty'", "lowercase"],
-    "lora [swiftune-clash]": ["already used by distribution 'swiftune'"],
-}
-
-
-def _env(site: Path, disable: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "SWIFTUNE_DISABLE_PLUGINS"}
-    env["PYTHONPATH"] = str(site)
-    if disable is not None:
-        env["SWIFTUNE_DISABLE_PLUGINS"] = disable
-    return env
-
-
-def _cli(site: Path, *args: str, disable: str | None = None) -> subprocess.CompletedProcess:
-    cmd = [str(SWIFTUNE_BIN)] if SWIFTUNE_BIN.exists() else [sys.executable, "-m", "swiftune"]
-    return subprocess.run([*cmd, *args], env=_env(site, disable), capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_site(tmp_path_factory.getbasetemp() / "plugin-site")  # shared with test_third_party
-
+from plugin_fixtures import FAILING, plugin_env, swiftune_cli
 
 @pytest.fixture(scope="module")
 def scenario(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -65,7 +36,7 @@ def scenario(site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     shutil.copy(FIXTURES / "scenario.py", run_dir / "scenario.py")
     proc = subprocess.run(
         [sys.executable, str(run_dir / "scenario.py")],
-        env=_env(site, "offplug, nothere"),
+        env=plugin_env(site, "offplug, nothere"),
         cwd=run_dir,
         capture_output=True,
         text=True,
@@ -144,7 +115,7 @@ def test_entry_point_name_clash_is_reported_not_loaded(scenario: dict) -> None:
 
 # -- the CLI over the same fake site ------------------------------------------------------------------
 def test_cli_plugins_one_line_per_failure(site: Path) -> None:
-    proc = _cli(site, "plugins", disable="offplug")
+    proc = swiftune_cli("plugins", site=site, disable="offplug")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stdout.splitlines()
@@ -162,7 +133,7 @@ def test_cli_plugins_one_line_per_failure(site: Path) -> None:
 
 
 def test_cli_disable_two_plugins_json(site: Path) -> None:
-    proc = _cli(site, "plugins", "--json", disable="offplug,RAISER")
+    proc = swiftune_cli("plugins", "--json", site=site, disable="offplug,RAISER")
     assert proc.returncode == 0, proc.stderr
     report = {p["name"]: p for p in json.loads(proc.stdout)}
     assert report["offplug"]["status"] == report["raiser"]["status"] == "disabled"
@@ -172,7 +143,7 @@ def test_cli_disable_two_plugins_json(site: Path) -> None:
 
 
 def test_cli_list_tuners_with_broken_plugins(site: Path) -> None:
-    proc = _cli(site, "list", "tuners")
+    proc = swiftune_cli("list", "tuners", site=site)
     assert proc.returncode == 0, proc.stderr
     names = [ln.split()[0] for ln in proc.stdout.splitlines()]
     assert {"lora", "offtuner", "scale"} <= set(names) and names == sorted(names)

@@ -9,6 +9,7 @@ as after ``pip install`` into an environment, while the test venv stays untouche
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
+SWIFTUNE_BIN = Path(sys.executable).with_name("swiftune")
+
+#: The broken fixture plugins (entry-point name) -> what their one ``swiftune plugins`` line must contain.
+FAILING = {
+    "brokenname": ["import failed", "ModuleNotFoundError", "swiftune_fixture_missing_dependency"],
+    "raiser": ["register_tuners raised RuntimeError", "hook exploded"],
+    "dupe": ["register_tuners raised DuplicateNameError", "tuner 'lora'", "plugin 'lora'", "plugin 'dupe'"],
+    "upper": ["register_tuners raised ValueError", "'Shouty'", "lowercase"],
+    "lora [swiftune-clash]": ["already used by distribution 'swiftune'"],
+}
+
+
+def swiftune_cli(*args: str, site: Path | None = None, disable: str | None = None,
+                 **env: str) -> subprocess.CompletedProcess:
+    """``swiftune ARGS`` in a subprocess with ``plugin_env``: ``site`` holds the installed fakes."""
+    cmd = [str(SWIFTUNE_BIN)] if SWIFTUNE_BIN.exists() else [sys.executable, "-m", "swiftune"]
+    return subprocess.run([*cmd, *args], env=plugin_env(site, disable, **env), capture_output=True, text=True,
+                          timeout=300)
+
+
+def plugin_env(site: Path | None = None, disable: str | None = None, **env: str) -> dict[str, str]:
+    """A subprocess environment: offline, ``site`` as PYTHONPATH, ``SWIFTUNE_DISABLE_PLUGINS=disable``."""
+    full = {k: v for k, v in os.environ.items() if k not in ("SWIFTUNE_DISABLE_PLUGINS", "PYTHONPATH")}
+    full.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env)
+    if site is not None:
+        full["PYTHONPATH"] = str(site)
+    if disable is not None:
+        full["SWIFTUNE_DISABLE_PLUGINS"] = disable
+    return full
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=70.1"]
