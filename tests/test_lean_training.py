@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-import transformers
 from safetensors.torch import load_file
 
 import swiftune
@@ -168,10 +167,7 @@ def test_frozen_linears_in_bf16_give_the_autocast_results_exactly() -> None:
 
 
 def test_tied_and_trainable_linears_keep_their_dtype() -> None:
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-    model = Swift.prepare(transformers.LlamaForCausalLM(cfg), {"tuner": "lora", "r": 2, "target_modules": ["q_proj"]})
+    model = Swift.prepare(llama(layers=1, tie=True), {"tuner": "lora", "r": 2, "target_modules": ["q_proj"]})
     names = cast_frozen_linears(model, torch.bfloat16)
     base = model.get_base_model()
     assert base.lm_head.weight.dtype == base.model.embed_tokens.weight.dtype == torch.float32  # tied: stays

@@ -12,6 +12,8 @@ from swiftune.errors import ConfigError
 from swiftune.testing import conformance_tests, model_case
 from swiftune.testing.conformance import logits_of, train_steps
 
+from tiny_lms import llama
+
 # The default (the last block) needs a block list: plain modules run the suite with explicit targets.
 test_part_plain_modules = conformance_tests("part", models=["mlp", "conv"], config={"target_parameters": r".*\.weight"})
 test_part_bias_regex = conformance_tests("part", models=["llama"], checks=["save_load", "merge"],
@@ -79,13 +81,8 @@ def test_saves_only_selected_deltas_and_loading_applies_them(tmp_path):
 
 
 def test_tied_weights_share_one_delta(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     def build():
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-        return LlamaForCausalLM(cfg).eval()
+        return llama(layers=1, tie=True)
 
     model = Swift.prepare(build(), {"tuner": "part", "target_parameters": ["lm_head.weight"]})
     (name,) = model.adapter_state_dict("default")

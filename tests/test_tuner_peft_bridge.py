@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
@@ -20,6 +19,7 @@ from swiftune import Swift  # noqa: E402
 from swiftune.errors import ConfigError, NotMergeableError  # noqa: E402
 from swiftune.serialization import CONFIG_NAME  # noqa: E402
 from swiftune.testing import conformance_tests, model_case  # noqa: E402
+from swiftune.testing.conformance import logits_of, train_steps  # noqa: E402
 from swiftune.tuners.peft_bridge import PeftBridgeConfig  # noqa: E402
 
 from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model, run_cli  # noqa: E402
@@ -32,7 +32,6 @@ METHODS = {
     "ptuning": {"peft_type": "P_TUNING", "num_virtual_tokens": 4, "encoder_hidden_size": 16},
 }
 CASE = model_case("llama")
-IDS = CASE.batch(0).inputs
 
 # The whole conformance suite for non-default PEFT methods (the default, PEFT's LoRA, runs in test_conformance).
 _LAYER_CHECKS = ["disable", "save_load", "merge", "two_adapters"]  # only_adapter_trains: see the tests below
@@ -48,25 +47,6 @@ test_conformance_ptuning = pytest.mark.slow(
 )  # fmt: skip
 
 
-def logits(model: nn.Module) -> torch.Tensor:
-    """Logits of the real tokens (prompt-learning adds positions in front)."""
-    with torch.no_grad():
-        out = model(**IDS).logits
-    return out[:, -IDS["input_ids"].shape[1] :]
-
-
-def train(model: nn.Module, steps: int = 8, lr: float = 3e-2) -> list[float]:
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for _ in range(steps):
-        loss = CASE.loss(model, CASE.batch(0))
-        losses.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return losses
-
-
 # -- swiftune -> PEFT ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", list(METHODS))
 def test_bridge_trains_and_saves_peft_format(method, tmp_path):
@@ -76,21 +56,21 @@ def test_bridge_trains_and_saves_peft_format(method, tmp_path):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     own = {n for n, _ in model.tuners["default"].named_trainable_parameters(model.model)}
     assert trainable and {n.removeprefix("model.") for n in trainable} == own
-    losses = train(model)
+    losses = train_steps(model, CASE, 8, seed=0, lr=3e-2)
     assert losses[-1] < 0.9 * losses[0], losses
     assert all(torch.equal(p, before[n]) for n, p in base.named_parameters() if n in before), "base weights changed"
-    adapted = logits(model)
+    adapted = logits_of(model, CASE)
     model.save_pretrained(tmp_path)
 
     config = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert config["peft_type"] == METHODS[method]["peft_type"] and config["tuner"] == "peft"
     peft_model = peft.PeftModel.from_pretrained(CASE.build(), tmp_path).eval()
     assert type(peft_model.peft_config["default"]).__name__ == type(model.tuners["default"].config.build()).__name__
-    torch.testing.assert_close(logits(peft_model), adapted, atol=ATOL, rtol=0)
+    torch.testing.assert_close(logits_of(peft_model, CASE), adapted, atol=ATOL, rtol=0)
 
     loaded = Swift.from_pretrained(CASE.build(), tmp_path)
     assert loaded.tuners["default"].name == "peft" and loaded.configs["default"] == model.configs["default"]
-    torch.testing.assert_close(logits(loaded), adapted, atol=ATOL, rtol=0)
+    torch.testing.assert_close(logits_of(loaded, CASE), adapted, atol=ATOL, rtol=0)
 
 
 # -- PEFT -> swiftune ------------------------------------------------------------------------------------------
@@ -107,15 +87,15 @@ def test_peft_saved_adapter_loads_through_the_bridge(method, tmp_path):
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.3)
     peft_model.eval()
-    expected = logits(peft_model)
+    expected = logits_of(peft_model, CASE)
     peft_model.save_pretrained(tmp_path)
     assert "tuner" not in json.loads((tmp_path / CONFIG_NAME).read_text())
 
     loaded = Swift.from_pretrained(CASE.build(), tmp_path)
     assert loaded.tuners["default"].name == "peft"
-    torch.testing.assert_close(logits(loaded), expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(logits_of(loaded, CASE), expected, atol=ATOL, rtol=0)
     with loaded.disable_adapters():
-        torch.testing.assert_close(logits(loaded), logits(CASE.build()), atol=0, rtol=0)
+        torch.testing.assert_close(logits_of(loaded, CASE), logits_of(CASE.build(), CASE), atol=0, rtol=0)
 
 
 # -- the Python API --------------------------------------------------------------------------------------------
@@ -149,17 +129,17 @@ def test_config_errors_name_the_tuner(config, message):
 def test_mixing_with_native_tuners_and_prompt_rules():
     """A bridge IA3 and a native LoRA coexist; P-Tuning counts as a prompt-learning adapter."""
     model = Swift.prepare(CASE.build(), {"ia3": {"tuner": "peft", **METHODS["ia3"]}, "lora": {"tuner": "lora"}})
-    train(model, steps=3)
-    both = logits(model)
+    train_steps(model, CASE, 3, seed=0, lr=3e-2)
+    both = logits_of(model, CASE)
     model.set_active_adapters(["ia3"])
-    ia3 = logits(model)
+    ia3 = logits_of(model, CASE)
     assert not torch.equal(ia3, both)
     model.add_adapter("pt", {"tuner": "peft", **METHODS["ptuning"]}, active=False)
     model.add_adapter("prompt", {"tuner": "prompt", "num_virtual_tokens": 2}, active=False)
     with pytest.raises(ConfigError, match="only one of them can be active"):
         model.set_active_adapters(["pt", "prompt"])
     model.set_active_adapters(["ia3", "lora"])
-    torch.testing.assert_close(logits(model), both, atol=1e-6, rtol=0)
+    torch.testing.assert_close(logits_of(model, CASE), both, atol=1e-6, rtol=0)
     with pytest.raises(NotMergeableError):
         model.set_active_adapters(["pt"])
         model.merge_and_unload()

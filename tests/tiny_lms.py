@@ -9,11 +9,12 @@ import transformers
 from torch import nn
 
 
-def llama(hidden: int = 32, layers: int = 2, kv_heads: int = 2) -> nn.Module:
+def llama(hidden: int = 32, layers: int = 2, kv_heads: int = 2, tie: bool = False) -> nn.Module:
+    """``tie``: lm_head shares the input embedding's weight (tie_word_embeddings)."""
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(
         vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=kv_heads,
+        num_attention_heads=4, num_key_value_heads=kv_heads, tie_word_embeddings=tie,
     )  # fmt: skip
     return transformers.LlamaForCausalLM(cfg).eval()
 
