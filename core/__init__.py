@@ -27,6 +27,7 @@ _LAZY = {
     "load_datasets": "data",
     "WrapperLayer": "layers",
     "cast_frozen_linears": "frozen_weights",
+    "linear_cross_entropy": "fused_loss",
     "registries": None,
     "errors": None,
     "module_utils": None,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownNameError,
     )
     from .frozen_weights import cast_frozen_linears
+    from .fused_loss import linear_cross_entropy
     from .layers import WrapperLayer
     from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel

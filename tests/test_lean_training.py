@@ -1,6 +1,7 @@
 """The paths on which sft does less work for the same loss, each checked against the plain path:
-padding-free rows (``FlatCollator``), logits only at labelled positions (``answer_logits``), and
-frozen Linear weights stored in the autocast dtype (``cast_frozen_linears``)."""
+padding-free rows (``FlatCollator``), logits only at labelled positions (``answer_logits``), the LM
+head fused into the loss (``head_loss``), and frozen Linear weights stored in the autocast dtype
+(``cast_frozen_linears``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 import swiftune
@@ -18,11 +20,12 @@ from swiftune.data.errors import DataError
 from swiftune.errors import ConfigError
 from swiftune.recipes.answer_logits import keep_answer_positions, supports_answer_logits
 from swiftune.recipes.arguments import SftArguments
+from swiftune.recipes.head_loss import attach_head_loss
 from swiftune.recipes.padding_free import honours_restarts
 from swiftune.recipes.lean import lean_training
 
 from cli_fixtures import ensure_data, ensure_model, read_jsonl
-from tiny_lms import bert, gpt2, llama, qwen2
+from tiny_lms import TINY, bert, gpt2, llama, qwen2
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
@@ -55,10 +58,11 @@ def with_lora(model: torch.nn.Module) -> torch.nn.Module:
     return swift.train()
 
 
-def loss_and_grads(model: torch.nn.Module, batch: dict, dtype: torch.dtype | None = None):
+def loss_and_grads(model: torch.nn.Module, batch: dict, dtype: torch.dtype | None = None, head_loss=None):
+    """The loss and gradients of one batch, from the model's own loss or from ``head_loss``."""
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        loss = model(**batch).loss
+        loss = model(**batch).loss if head_loss is None else head_loss.loss(model, batch)[0]
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -150,6 +154,52 @@ def test_fully_labelled_or_unsupported_inputs_are_left_alone() -> None:
     assert not supports_answer_logits(bert())
 
 
+# -- the LM head fused into the loss ----------------------------------------------------------------
+@pytest.mark.parametrize("build", [llama, qwen2, gpt2], ids=["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_fused_head_loss_gives_the_model_loss_and_grads(build, dtype) -> None:
+    model = with_lora(build()).eval()  # eval: no dropout (GPT-2 has some); gradients still flow
+    head_loss = attach_head_loss(model)
+    assert head_loss is not None
+    padded = DataCollator(pad_token_id=0)(rows())
+    for batch in (padded, keep_answer_positions({**padded, "num_items_in_batch": torch.tensor(11)})):
+        expected = loss_and_grads(model, batch, dtype)
+        assert_same(loss_and_grads(model, batch, dtype, head_loss), expected, rel=1e-5 if dtype is None else 1e-3)
+    # Outside HeadLoss.loss the hook does nothing: the model computes its logits as before.
+    with torch.no_grad():
+        assert model(**padded).logits.shape == (*padded["input_ids"].shape, 64)
+
+
+def test_fused_head_loss_on_a_flat_row_with_bf16_frozen_weights() -> None:
+    model = with_lora(llama(tie=True))
+    head_loss = attach_head_loss(model)  # probes in fp32, before the cast
+    padded = DataCollator(pad_token_id=0)(rows())
+    expected = loss_and_grads(model, padded, torch.bfloat16)
+    cast_frozen_linears(model, torch.bfloat16)  # the tied head stays fp32: HeadLoss keeps a bf16 copy
+    flat = keep_answer_positions({**FlatCollator()(rows()), "use_cache": False})
+    assert_same(loss_and_grads(model, flat, torch.bfloat16, head_loss), expected, rel=1e-2)
+    copy_before = head_loss.weight_in(torch.bfloat16)
+    assert head_loss.weight_in(torch.bfloat16) is copy_before  # cast once, not per step
+    with torch.no_grad():
+        model.get_base_model().lm_head.weight.mul_(2)  # a changed weight (a resumed run) is re-cast
+    assert not torch.equal(head_loss.weight_in(torch.bfloat16), copy_before)
+
+
+def test_heads_that_are_not_a_plain_frozen_projection_keep_the_model_loss() -> None:
+    lora_head = Swift.prepare(llama(), {"tuner": "lora", "r": 2, "target_modules": ["q_proj", "lm_head"]})
+    full = Swift.prepare(llama(), {"tuner": "full"})
+    config = transformers.Gemma2Config(**TINY["gemma2"], final_logit_softcapping=0.5)
+    softcapped = Swift.prepare(transformers.Gemma2ForCausalLM(config), {"tuner": "lora", "r": 2})
+    for model in (lora_head, full, softcapped):
+        assert attach_head_loss(model) is None
+    # The probe, not only the config, decides: logits scaled after the head are caught, and the
+    # refused model is left without the hook.
+    scaled = with_lora(llama())
+    head = scaled.get_base_model().lm_head
+    head.register_forward_hook(lambda module, args, out: out * 1.5)
+    assert attach_head_loss(scaled) is None and not head._forward_pre_hooks
+
+
 # -- frozen Linear weights in the autocast dtype ----------------------------------------------------
 def test_frozen_linears_in_bf16_give_the_autocast_results_exactly() -> None:
     model = with_lora(llama())
@@ -180,17 +230,18 @@ def test_tied_and_trainable_linears_keep_their_dtype() -> None:
 def test_sft_turns_everything_on_for_lora_under_bf16() -> None:
     lean = lean_training(SftArguments(), with_lora(llama()), "bf16")
     assert (lean.padding_free, lean.answer_logits_only, lean.cast_linears) == (True, True, 15)
-    assert "padding-free" in lean.describe()
-    off = lean_training(SftArguments(padding_free=False, answer_logits_only=False, cast_frozen_weights=False),
-                        with_lora(llama()), "bf16")
-    assert (off.padding_free, off.answer_logits_only, off.cast_linears) == (False, False, 0)
+    assert lean.head_loss is not None
+    assert "padding-free" in lean.describe() and "LM head fused into the loss" in lean.describe()
+    off = lean_training(SftArguments(padding_free=False, answer_logits_only=False, cast_frozen_weights=False,
+                                     fused_head_loss=False), with_lora(llama()), "bf16")
+    assert (off.padding_free, off.answer_logits_only, off.cast_linears, off.head_loss) == (False, False, 0, None)
     assert lean_training(SftArguments(), with_lora(llama()), "fp32").cast_linears == 0  # no autocast: nothing to save
 
 
 def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
     prompt = Swift.prepare(llama(), {"tuner": "prompt", "num_virtual_tokens": 2})
     lean = lean_training(SftArguments(), prompt, "bf16")
-    assert (lean.padding_free, lean.answer_logits_only) == (False, False)
+    assert (lean.padding_free, lean.answer_logits_only, lean.head_loss) == (False, False, None)
     with pytest.raises(ConfigError, match="padding_free"):
         lean_training(SftArguments(padding_free=True), prompt, "bf16")
     bitfit = Swift.prepare(llama(), {"tuner": "bitfit"})  # trains deltas added to base tensors
@@ -236,7 +287,7 @@ def test_sft_train_and_eval_losses_match_the_plain_path(assets, tmp_path) -> Non
         swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.25,
                      per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
                      learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0,
-                     padding_free=lean, answer_logits_only=lean)
+                     padding_free=lean, answer_logits_only=lean, fused_head_loss=lean)
         logs[lean] = read_jsonl(out / "logging.jsonl")
     for key in ("loss", "eval_loss"):
         got, expected = ([r[key] for r in logs[lean] if key in r] for lean in (True, False))

@@ -50,6 +50,7 @@ class SftArguments(CommandArguments):
     packing: bool = Field(False, description="concatenate examples into max_length blocks")
     padding_free: bool | None = Field(None, description="put a micro-batch's examples in one row without padding, kept apart by restarting positions (default: on when a check at start shows the model keeps them apart)")
     answer_logits_only: bool = Field(True, description="compute the LM head's logits only at positions with a trained label (the same loss, less work)")
+    fused_head_loss: bool = Field(True, description="compute the LM head and the loss together a few rows at a time, without the full logits tensor (the same loss, less memory and time)")
     compile: bool = Field(False, description="torch.compile each transformer block (one compile serves all; tens of seconds up front, faster steps after)")
     cast_frozen_weights: bool = Field(True, description="under bf16/fp16 autocast, store frozen Linear weights in that dtype (the same results without a cast per step; half their memory)")
 

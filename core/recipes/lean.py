@@ -1,18 +1,22 @@
 """What ``swiftune sft`` does to spend less work on the same loss, decided once per run.
 
 Padding-free batches (``padding_free``), LM-head logits only at labelled positions
-(``answer_logits``), frozen Linear weights stored in the autocast dtype (``frozen_weights``), and
-the opt-in regional compilation (``regional_compile``). Each module says why its path gives the
+(``answer_logits``), the LM head fused into the loss in row chunks (``head_loss``), frozen Linear
+weights stored in the autocast dtype (``frozen_weights``), and the opt-in regional compilation
+(``regional_compile``). Each module says why its path gives the
 loss of the plain one; this one says when each applies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .arguments import SftArguments
+
+if TYPE_CHECKING:
+    from .head_loss import HeadLoss
 
 
 @dataclass
@@ -23,10 +27,13 @@ class LeanTraining:
     answer_logits_only: bool
     cast_linears: int
     compiled_blocks: int = 0
+    head_loss: HeadLoss | None = None
 
     def describe(self) -> str:
         parts = ["padding-free batches" if self.padding_free else "padded batches",
                  "logits at labelled positions only" if self.answer_logits_only else "logits everywhere"]
+        if self.head_loss is not None:
+            parts.append("LM head fused into the loss")
         if self.cast_linears:
             parts.append(f"{self.cast_linears} frozen Linear layers stored in the autocast dtype")
         if self.compiled_blocks:
@@ -43,6 +50,7 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
     """
     from ..frozen_weights import cast_frozen_linears
     from .answer_logits import supports_answer_logits
+    from .head_loss import attach_head_loss
     from .padding_free import honours_restarts
     from .regional_compile import compile_blocks
     from .runtime import torch_dtype
@@ -58,7 +66,10 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
         raise ConfigError(f"padding_free: {args.model} cannot train on padding-free rows ({why}); "
                           "drop --padding-free")
     answer_logits = args.answer_logits_only and not rewrites_rows and supports_answer_logits(swift)
-    cast = 0
+    head_loss = None
+    if args.fused_head_loss and not rewrites_rows and not (args.fsdp or args.deepspeed):
+        head_loss = attach_head_loss(swift)
+    cast = 0  # after the head-loss probe, which runs the model in fp32
     if (args.cast_frozen_weights and precision in ("bf16", "fp16") and not (args.fsdp or args.deepspeed)
             and all(t.calls_frozen_linears_only for t in tuners)):
         cast = len(cast_frozen_linears(swift.get_base_model(), torch_dtype(precision)))
@@ -70,4 +81,4 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
         compiled = compile_blocks(swift.get_base_model())
         if not compiled:
             raise ConfigError(f"compile: {args.model} has no list of repeated blocks to compile; drop --compile")
-    return LeanTraining(padding_free, answer_logits, cast, compiled)
+    return LeanTraining(padding_free, answer_logits, cast, compiled, head_loss)

@@ -215,6 +215,7 @@ def run_sft(args: SftArguments) -> SftResult:
         data_collator=bridge.collator(tokenizer, padding_free=lean.padding_free),
         no_kv_cache=lean.padding_free or lean.compiled_blocks > 0,
         answer_logits_only=lean.answer_logits_only,
+        head_loss=lean.head_loss,
         processing_class=tokenizer,
         callbacks=[RunLogger(output_dir), *debug_hooks()],
     )

@@ -10,7 +10,8 @@
 * ``compute_loss`` adds what the lean paths of ``sft`` need (``lean``): ``no_kv_cache`` (padding-free
   batches need it for their masks to keep the examples of a row apart; compiled blocks, so as not
   to recompile) and ``answer_logits_only`` (the causal-LM head computes logits only where a label
-  is trained, ``answer_logits``).
+  is trained, ``answer_logits``) and ``head_loss`` (the LM head fused into the loss in row chunks,
+  ``head_loss``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..serialization import adapter_dir
 from ..swift_model import SwiftModel
 from .answer_logits import keep_answer_positions
 from .faults import fault_point
+from .head_loss import HeadLoss
 
 STAGING = ".staging"
 STATE_FILE = "trainer_state.json"
@@ -76,10 +78,12 @@ class SwiftTrainer(Trainer):
 
     _staging = False
 
-    def __init__(self, *args: Any, no_kv_cache: bool = False, answer_logits_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, no_kv_cache: bool = False, answer_logits_only: bool = False,
+                 head_loss: HeadLoss | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.no_kv_cache = no_kv_cache
         self.answer_logits_only = answer_logits_only
+        self.head_loss = head_loss
 
     # -- the loss -----------------------------------------------------------------------------------
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
@@ -89,9 +93,22 @@ class SwiftTrainer(Trainer):
         plain_loss = self.label_smoother is None and self.compute_loss_func is None
         # Evaluation asks for the outputs too, but without compute_metrics it keeps only the loss.
         logits_unused = not return_outputs or self.compute_metrics is None
-        if self.answer_logits_only and plain_loss and logits_unused:
-            inputs = keep_answer_positions(inputs)
+        if plain_loss and logits_unused:
+            if self.answer_logits_only:
+                inputs = keep_answer_positions(inputs)
+            if self.head_loss is not None and "labels" in inputs:
+                return self._fused_head_loss(model, inputs, return_outputs, num_items_in_batch)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _fused_head_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                         num_items_in_batch: Any) -> Any:
+        """``head_loss``'s loss, reduced and scaled as ``Trainer.compute_loss`` treats the model's own."""
+        takes_items = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+        loss, outputs = self.head_loss.loss(model, inputs, num_items_in_batch if takes_items else None)
+        if self.args.average_tokens_across_devices and takes_items:
+            loss_scale = self.accelerator.num_processes // self.get_tp_size()
+            loss = loss * (loss_scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, outputs) if return_outputs else loss
 
     # -- what a checkpoint holds ------------------------------------------------------------------
     def _swift_model(self) -> SwiftModel | None:
