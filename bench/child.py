@@ -19,6 +19,8 @@ from typing import Any
 PRELOAD = ["bench.preload", "bench.common"]
 #: Not a swiftune tuner: PEFT's own LoRA, as the reference.
 PEFT_LORA = "peft-lora (PEFT)"
+#: swiftune's LoRA trained through ``swiftune sft``'s loss (the LM head fused into it).
+LORA_SFT_LOSS = "lora, sft's fused head loss"
 
 
 def _status(field: str) -> int:
@@ -96,6 +98,7 @@ def prepare(name: str, shape: Any) -> Any:
         return peft.get_peft_model(model, cfg)
     from swiftune import Swift, registries
 
+    name = "lora" if name == LORA_SFT_LOSS else name
     if name not in registries.tuners.names():
         raise LookupError("not available (no tuner of that name is registered)")
     return Swift.prepare(model, tuner_config(name, shape))
@@ -105,7 +108,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Build, prepare and train ``spec['tuner']`` for ``spec['steps']`` steps; sizes in bytes."""
     import torch
 
-    from .common import Shape, input_ids, train_step
+    from .common import Shape, fused_head, input_ids, train_step
 
     torch.set_num_threads(spec["threads"])
     shape = Shape(**spec["shape"])
@@ -124,7 +127,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if out["trainable"] == 0:
         raise RuntimeError("the tuner left no parameter trainable on this model")
     ids = input_ids(shape, seq=spec["seq"], batch=spec["batch"])
-    step = train_step(model, ids)
+    step = train_step(model, ids, head_loss=fused_head(model) if spec["tuner"] == LORA_SFT_LOSS else None)
     reset_peak()
     cpu = []
     for _ in range(spec["steps"]):

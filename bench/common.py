@@ -202,15 +202,30 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train_step(model: nn.Module, ids: torch.Tensor, autocast: torch.dtype | None = None,
+def causal_lm_loss(model: nn.Module, batch: dict[str, Any], head_loss: Any = None) -> torch.Tensor:
+    """The model's own loss, or swiftune sft's (``head_loss``: the LM head fused into the loss)."""
+    return model(**batch).loss if head_loss is None else head_loss.loss(model, batch)[0]
+
+
+def fused_head(model: nn.Module) -> Any:
+    """swiftune sft's fused head loss on ``model`` (whose loss check is measurement 1's step-0 check)."""
+    from swiftune.recipes.head_loss import HeadLoss, fusable_head
+
+    head = fusable_head(model)
+    if head is None:
+        raise RuntimeError("the model's LM head cannot be fused into the loss")
+    return HeadLoss(head)
+
+
+def train_step(model: nn.Module, ids: torch.Tensor, autocast: torch.dtype | None = None, head_loss: Any = None,
                **inputs: Any) -> Callable[[], float]:
     """One forward + backward + AdamW step on ``ids`` (labels = ids); ``autocast``: CPU autocast dtype;
-    ``inputs``: more model inputs (``use_cache=False``)."""
+    ``head_loss``: swiftune sft's fused head loss; ``inputs``: more model inputs (``use_cache=False``)."""
     opt = torch.optim.AdamW(trainable(model), lr=1e-4)
 
     def step() -> float:
         with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
-            loss = model(input_ids=ids, labels=ids, **inputs).loss
+            loss = causal_lm_loss(model, {"input_ids": ids, "labels": ids, **inputs}, head_loss)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

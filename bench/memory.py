@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .child import PEFT_LORA, run_child
+from .child import LORA_SFT_LOSS, PEFT_LORA, run_child
 from .report import Chart, Section, table
 
 TITLE = "4. Peak memory of a training step, per tuner"
@@ -24,7 +24,7 @@ def mib(n: float) -> str:
 def run(settings: Any, ctx: dict[str, Any]) -> Section:
     shape = settings.shape
     results: dict[str, dict[str, Any]] = {}
-    for name in [*TUNERS, PEFT_LORA]:
+    for name in [*TUNERS, LORA_SFT_LOSS, PEFT_LORA]:
         results[name] = run_child(name, settings, shape.seq, shape.batch)
     ctx["memory"] = results
     rows, labels, values = [], [], []
@@ -43,7 +43,9 @@ def run(settings: Any, ctx: dict[str, Any]) -> Section:
         "RSS loaded: the process's resident memory after the model was built and the tuner applied (torch, "
         "transformers and the model included); peak: the kernel's high-water mark (`VmHWM`) over one training "
         "step, reset after loading. `full` is full fine-tuning (AdamW states for every weight); "
-        f"`{PEFT_LORA}` is PEFT's LoRA with the same settings as swiftune's `lora`.",
+        f"`{PEFT_LORA}` is PEFT's LoRA with the same settings as swiftune's `lora`; every other row computes the "
+        f"model's own loss, and `{LORA_SFT_LOSS}` is `lora` trained through `swiftune sft`'s loss (the LM head "
+        "fused into it: no full logits tensor).",
         "",
     ]
     chart = Chart("memory_per_tuner", "Memory of one training step above the loaded model (MiB)", labels, values, "MiB")

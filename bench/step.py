@@ -4,11 +4,14 @@ Both libraries train r=8 LoRA on all linear layers of copies of one base model w
 LoRA weights; before timing, the step-0 loss and LoRA gradients must agree, so the timings
 measure the same work. The contenders alternate in one process: each library in fp32 and under
 bf16 CPU autocast (the best precision of both on a CPU with native bf16; swiftune's default there).
-"swiftune bf16" is what ``swiftune sft`` trains under bf16: the frozen Linear weights stored in
-bf16 once (``cast_frozen_linears``: the values autocast would compute at every step, so the
-loss and gradients are bit-identical, checked); "swiftune bf16, fp32 weights" is autocast alone;
-"swiftune bf16, compiled" adds `swiftune sft --compile` (each decoder block compiled in place, no
-KV cache; its compile time falls in the warm-up round).
+swiftune's contenders run ``swiftune sft``'s step: its loss with the LM head fused in
+(``HeadLoss``, the same loss and gradients, checked against PEFT's at step 0). "swiftune bf16" is
+what ``swiftune sft`` trains under bf16: the frozen Linear weights stored in bf16 once
+(``cast_frozen_linears``: the values autocast would compute at every step, so the loss and
+gradients are bit-identical, checked); "swiftune bf16, fp32 weights" is autocast alone; "swiftune
+bf16, model's loss" the model's own head and loss; "swiftune bf16, compiled" adds `swiftune sft
+--compile` (each decoder block compiled in place, no KV cache; its compile time falls in the
+warm-up round).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import copy
 
 import torch
 
-from .common import Settings, alternate, base_model, input_ids, lora_pair, matmul_params, model_source, ratio, train_step
+from .common import (Settings, alternate, base_model, causal_lm_loss, fused_head, input_ids, lora_pair, matmul_params,
+                     model_source, ratio, train_step)
 from .report import Chart, Section, Target, fmt, table
 
 TITLE = "1. LoRA training step"
@@ -30,20 +34,21 @@ def lora_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n[n.index("layers.") :]: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
 
-def loss_and_grads(model: torch.nn.Module, ids: torch.Tensor,
-                   autocast: torch.dtype | None = None) -> tuple[float, dict[str, torch.Tensor]]:
+def loss_and_grads(model: torch.nn.Module, ids: torch.Tensor, autocast: torch.dtype | None = None,
+                   head_loss: Any = None) -> tuple[float, dict[str, torch.Tensor]]:
     """One forward + backward (labels = ids): the loss and the LoRA gradients, which are then cleared."""
     with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = causal_lm_loss(model, {"input_ids": ids, "labels": ids}, head_loss)
     loss.backward()
     grads = lora_grads(model)
     model.zero_grad(set_to_none=True)
     return loss.item(), grads
 
 
-def check_same_work(models: dict[str, torch.nn.Module], ids: torch.Tensor) -> dict[str, float]:
-    """Step-0 loss and LoRA gradients of swiftune must match PEFT's (fp32); returns the differences."""
-    (l1, g1), (l2, g2) = loss_and_grads(models["swiftune"], ids), loss_and_grads(models["peft"], ids)
+def check_same_work(models: dict[str, torch.nn.Module], ids: torch.Tensor, head_loss: Any) -> dict[str, float]:
+    """Step-0 loss and LoRA gradients of swiftune (sft's loss: ``head_loss``) must match PEFT's
+    (fp32); returns the differences."""
+    (l1, g1), (l2, g2) = loss_and_grads(models["swiftune"], ids, None, head_loss), loss_and_grads(models["peft"], ids)
     if g1.keys() != g2.keys():
         raise RuntimeError(f"LoRA gradients differ in names: {sorted(g1.keys() ^ g2.keys())[:4]}")
     scale = max(g.abs().max().item() for g in g2.values())
@@ -79,15 +84,19 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
     shape = settings.shape
     models = lora_pair(shape, base_model(shape))
     ids = input_ids(shape)
-    diffs = check_same_work(models, ids)
     lean = lean_bf16(models["swiftune"], ids)
+    lean_compiled = compiled(lean)
+    heads = {name: fused_head(m) for name, m in [("fp32", models["swiftune"]), ("bf16", lean), ("compiled", lean_compiled)]}
+    diffs = check_same_work(models, ids, heads["fp32"])
     calls = {
-        "swiftune fp32": train_step(models["swiftune"], ids),
+        "swiftune fp32": train_step(models["swiftune"], ids, head_loss=heads["fp32"]),
         "peft fp32": train_step(models["peft"], ids),
-        "swiftune bf16": train_step(lean, ids, torch.bfloat16),
+        "swiftune bf16": train_step(lean, ids, torch.bfloat16, head_loss=heads["bf16"]),
         "peft bf16": train_step(models["peft"], ids, torch.bfloat16),
-        "swiftune bf16, fp32 weights": train_step(models["swiftune"], ids, torch.bfloat16),
-        "swiftune bf16, compiled": train_step(compiled(lean), ids, torch.bfloat16, use_cache=False),
+        "swiftune bf16, fp32 weights": train_step(models["swiftune"], ids, torch.bfloat16, head_loss=heads["fp32"]),
+        "swiftune bf16, model's loss": train_step(lean, ids, torch.bfloat16),
+        "swiftune bf16, compiled": train_step(lean_compiled, ids, torch.bfloat16, head_loss=heads["compiled"],
+                                              use_cache=False),
     }
     t = alternate(calls, settings.rounds, settings.warmup, "step")
     ctx["step"] = {"tokens": settings.tokens, "N": matmul_params(models["peft"]), "timings": t}
@@ -96,12 +105,13 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
              f"{settings.tokens / x.cpu_min:.0f}"] for name, x in t.items()]
     lines = table(["contender", "CPU s min", "CPU s median", "wall s min", "wall s median", "tokens / CPU s (best)"], rows)
     pairs = [("swiftune fp32", "peft fp32"), ("swiftune bf16", "peft bf16"), ("swiftune bf16", "peft fp32"),
-             ("swiftune bf16, fp32 weights", "peft bf16"), ("swiftune bf16, compiled", "peft bf16"),
+             ("swiftune bf16, fp32 weights", "peft bf16"), ("swiftune bf16, model's loss", "peft bf16"),
+             ("swiftune bf16, compiled", "peft bf16"),
              ("peft bf16", "peft fp32")]
     ratios = {p: ratio(t, *p) for p in pairs}
     lines += table(["ratio (CPU time)", "min", "median", "paired"],
                    [[f"{a} / {b}", *(fmt(v) for v in ratios[(a, b)])] for a, b in pairs])
-    lines += [f"Step-0 agreement (fp32): |loss diff| {diffs['loss']:.1e}, LoRA gradients max abs diff / max |grad| "
+    lines += [f"Step-0 agreement (fp32; swiftune through sft's fused head loss): |loss diff| {diffs['loss']:.1e}, LoRA gradients max abs diff / max |grad| "
               f"{diffs['grad (max abs / max |grad|)']:.1e}. swiftune bf16 with bf16-stored frozen weights vs "
               "autocast alone: bit-identical loss and LoRA gradients.", ""]
     eq, best = ratios[("swiftune fp32", "peft fp32")], ratios[("swiftune bf16", "peft fp32")]
