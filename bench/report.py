@@ -165,7 +165,10 @@ ABOUT = [
     "model's own head and loss.",
     "- **Tried, measured, not shipped**: per-example SDPA on padding-free rows (slower here: the CPU flash-attention "
     "backward has a large cost per call), eager attention (faster at short bf16 sequences, much slower at 512), "
-    "`torch.compile` of the whole model (a 159 s compile on this machine).",
+    "`torch.compile` of the whole model (a 159 s compile on this machine), a batched-matmul attention with fp32 "
+    "scores and recomputation in backward (as accurate as the flash kernel, but faster only below ~128 tokens; "
+    "with bf16 scores, as eager attention rounds them, 1.5x faster at 4 x 256 but less accurate than flash, so "
+    "not used).",
     "- **Optional regional compilation** (`swiftune sft --compile`): each decoder block compiled in place, one "
     "compile for all (about 20-40 s here), no KV cache in training; off by default because the compile time "
     "outweighs the gain in runs of a few minutes (measurement 1 shows the compiled step).",

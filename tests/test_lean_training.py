@@ -278,17 +278,21 @@ def test_compile_is_refused_where_it_cannot_help() -> None:
 
 
 @pytest.mark.slow  # two short sft runs on the tiny chat model
-def test_sft_train_and_eval_losses_match_the_plain_path(assets, tmp_path) -> None:
-    """End to end: the default lean paths log the plain path's train and eval losses (fp32)."""
+def test_sft_train_and_eval_losses_match_the_plain_path(assets, tmp_path, capsys) -> None:
+    """End to end: the default lean paths (padding-free rows, logits at labelled positions, the fused
+    head loss) log the plain path's train and eval losses (fp32)."""
     model, data = assets
     logs = {}
     for lean in (True, False):
         out = tmp_path / f"run-{lean}"
+        # Two micro-batches per step: the Trainer's num_items_in_batch reaches both losses.
         swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.25,
-                     per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
+                     per_device_train_batch_size=2, gradient_accumulation_steps=2, precision="fp32",
                      learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0,
                      padding_free=lean, answer_logits_only=lean, fused_head_loss=lean)
         logs[lean] = read_jsonl(out / "logging.jsonl")
+        said = capsys.readouterr().out
+        assert ("padding-free batches, logits at labelled positions only, LM head fused into the loss" in said) == lean
     for key in ("loss", "eval_loss"):
         got, expected = ([r[key] for r in logs[lean] if key in r] for lean in (True, False))
         assert got and got == pytest.approx(expected, rel=1e-4), key

@@ -235,3 +235,30 @@ def test_peft_adapter_merges_like_peft(tmp_path: Path) -> None:
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], atol=ATOL, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize("alpha, exact", [(16, True), (10, False)], ids=["scaling-2", "scaling-1.25"])
+def test_bf16_autocast_training_matches_peft(alpha: int, exact: bool, tmp_path: Path) -> None:
+    """Under bf16 autocast swiftune scales LoRA's rank-r activations, PEFT its output: the same
+    bits when the scaling is a power of two, within bf16 rounding otherwise."""
+    fields = {"target_modules": "all-linear", "r": 8, "lora_alpha": alpha}
+    theirs = peft.get_peft_model(llama(), peft.LoraConfig(init_lora_weights=False, **fields))
+    theirs.save_pretrained(str(tmp_path))
+    ours = Swift.from_pretrained(llama(), tmp_path, is_trainable=True)
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(3))
+    results = []
+    for model in (ours, theirs):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n[n.index("layers."):]: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (loss, grads), (peft_loss, peft_grads) = results
+    assert grads.keys() == peft_grads.keys() and len(grads) == 2 * 7 * 2
+    if exact:
+        assert torch.equal(loss, peft_loss) and all(torch.equal(grads[k], peft_grads[k]) for k in grads)
+    else:
+        assert loss.item() == pytest.approx(peft_loss.item(), rel=1e-2)
+        assert max((grads[k] - peft_grads[k]).abs().max().item() / peft_grads[k].abs().max().item() for k in grads) < 5e-2
+        assert not all(torch.equal(grads[k], peft_grads[k]) for k in grads)  # the rounding really differs

@@ -138,8 +138,10 @@ class LoraLinear(LoraLayer):
                 flat = torch.addmm(result.reshape(-1, result.shape[-1]), t, b.T, alpha=self.scaling[name])
                 result = flat.view(result.shape)
             else:
+                # Scaling the rank-r activations, not the (tokens, out) product: r/out of the work, and
+                # bit-identical when the scaling is a power of two (alpha / r = 1 by default, 2 often).
                 h = h if autocast else h.to(a.dtype)
-                result = result + (F.linear(F.linear(h, a), b) * self.scaling[name]).to(result.dtype)
+                result = result + F.linear(F.linear(h, a) * self.scaling[name], b).to(result.dtype)
         return result
 
     def _fused_forward(self, x: torch.Tensor, name: str, base: nn.Linear) -> torch.Tensor | None:
