@@ -173,6 +173,10 @@ ABOUT = [
     "compile for all (about 20-40 s here), no KV cache in training; off by default because the compile time "
     "outweighs the gain in runs of a few minutes (measurement 1 shows the compiled step).",
     "- Before any timing, measurement 1 checks that swiftune's and PEFT's step-0 loss and LoRA gradients agree.",
+    "- **Run-to-run spread**: this machine is shared; one comparison varies by up to +-10% between runs (four "
+    "runs of measurement 1 on 2026-12-02 gave swiftune fp32 / PEFT fp32 medians of 0.77x to 0.91x, bf16 0.92x "
+    "to 0.95x, compiled bf16 0.78x to 0.88x). Each table below is one run; read targets near the line with that "
+    "in mind.",
     "",
     "Rerun: `make bench` (all measurements), `make bench BENCH_ARGS=--quick` (a smoke run on a tiny model), "
     "`.venv/bin/python -m bench --only step --rounds 5 --write /tmp/b.md` (one measurement). "
