@@ -62,7 +62,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         if grad.numel() == 0 and ctx.needs_input_grad[0]:
             raise RuntimeError("linear_cross_entropy: computed without gradients (the hidden states did not require grad)")
-        return (grad * grad_output).to(ctx.hidden_dtype), None, None, None, None, None, None
+        return grad.to(ctx.hidden_dtype) * grad_output, None, None, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
@@ -76,6 +76,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     autocast the head runs in the autocast dtype; ``weight`` may already be in that dtype (a cached
     copy of a frozen weight). The weight gets no gradient: use it for a frozen head.
     """
+    if weight.requires_grad and torch.is_grad_enabled():
+        raise ValueError("linear_cross_entropy: the weight requires grad, but it gets none here (a frozen head only); "
+                         "detach it or compute the logits with F.linear")
     if hidden.shape[:-1] != labels.shape:
         raise ValueError(f"linear_cross_entropy: hidden states {tuple(hidden.shape)} do not match labels "
                          f"{tuple(labels.shape)}")

@@ -84,12 +84,14 @@ def test_the_backward_scales_with_the_outer_gradient_and_no_grad_gives_the_loss(
         assert linear_cross_entropy(hidden, weight, labels).item() == pytest.approx(once[0].item(), rel=1e-6)
 
 
-def test_batched_hidden_states_and_mismatched_labels() -> None:
+def test_batched_hidden_states_and_refused_inputs() -> None:
     hidden, weight, labels = case(tokens=24)
     batched = linear_cross_entropy(hidden.view(4, 6, HIDDEN), weight, labels.view(4, 6))
     assert batched.item() == pytest.approx(plain(hidden, weight, labels).item(), rel=1e-6)
     with pytest.raises(ValueError, match="do not match labels"):
         linear_cross_entropy(hidden.view(4, 6, HIDDEN), weight, labels)
+    with pytest.raises(ValueError, match="requires grad"):  # it would silently not train
+        linear_cross_entropy(hidden, weight.requires_grad_(), labels)
 
 
 def test_chunks_stay_cache_sized_for_any_vocabulary() -> None:
