@@ -185,6 +185,23 @@ def test_fused_head_loss_on_a_flat_row_with_bf16_frozen_weights() -> None:
     assert not torch.equal(head_loss.weight_in(torch.bfloat16), copy_before)
 
 
+#: Causal LMs of the model zoo and whether their head fuses (Gemma 2 soft-caps its logits).
+ZOO_HEADS = {"llama": True, "qwen2": True, "qwen3": True, "mistral": True, "gemma": True, "gemma2": False,
+             "phi3": True, "gpt2": True, "bloom": True}
+
+
+@pytest.mark.parametrize("model_type", list(ZOO_HEADS))
+def test_the_probe_decides_right_on_every_zoo_family(model_type) -> None:
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(model_type, **TINY[model_type])
+    model = with_lora(transformers.AutoModelForCausalLM.from_config(config)).eval()
+    head_loss = attach_head_loss(model)
+    assert (head_loss is not None) == ZOO_HEADS[model_type]
+    if head_loss is not None:
+        batch = DataCollator(pad_token_id=0)(rows())
+        assert_same(loss_and_grads(model, batch, None, head_loss), loss_and_grads(model, batch), rel=1e-5)
+
+
 def test_heads_that_are_not_a_plain_frozen_projection_keep_the_model_loss() -> None:
     lora_head = Swift.prepare(llama(), {"tuner": "lora", "r": 2, "target_modules": ["q_proj", "lm_head"]})
     full = Swift.prepare(llama(), {"tuner": "full"})
