@@ -3,8 +3,8 @@
 Padding-free batches (``padding_free``), LM-head logits only at labelled positions
 (``answer_logits``), the LM head fused into the loss in row chunks (``head_loss``), frozen Linear
 weights stored in the autocast dtype (``frozen_weights``), and the opt-in regional compilation
-(``regional_compile``). Each module says why its path gives the
-loss of the plain one; this one says when each applies.
+(``regional_compile``). Each module says why its path gives the loss of the plain one; this one
+says when each applies.
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@
 * Optimizer, scheduler, RNG and data position are restored by the Trainer's own resume.
 * ``compute_loss`` adds what the lean paths of ``sft`` need (``lean``): ``no_kv_cache`` (padding-free
   batches need it for their masks to keep the examples of a row apart; compiled blocks, so as not
-  to recompile) and ``answer_logits_only`` (the causal-LM head computes logits only where a label
-  is trained, ``answer_logits``) and ``head_loss`` (the LM head fused into the loss in row chunks,
-  ``head_loss``).
+  to recompile), ``answer_logits_only`` (the causal-LM head computes logits only where a label is
+  trained, ``answer_logits``) and ``head_loss`` (the LM head fused into the loss in row chunks).
 """
 
 from __future__ import annotations
