@@ -97,3 +97,4 @@ def test_batched_hidden_states_and_refused_inputs() -> None:
 def test_chunks_stay_cache_sized_for_any_vocabulary() -> None:
     assert chunk_rows(49152, torch.bfloat16) == 128 and chunk_rows(49152, torch.float32) == 256
     assert chunk_rows(152064, torch.bfloat16) == 41 and chunk_rows(10**7, torch.float32) == 16
+    assert chunk_rows(49152, torch.bfloat16, "cuda") == 1024  # fewer, larger launches on an accelerator
