@@ -89,19 +89,19 @@ class Part(WrapperLayerTuner, Tuner):
         """The ``PartLayer`` around the owner of ``occ`` (made if needed) and the name under it."""
         attr = occ.name.rpartition(".")[2]
         site = sites[occ.module_name]
-        module, hops = site.module, 0
+        module = site.module  # a PartLayer already made for another parameter may sit under wrappers
         while isinstance(module, WrapperLayer) and not isinstance(module, PartLayer):
-            module, hops = module.base_layer, hops + 1
+            module = module.base_layer
         if isinstance(module, PartLayer):
             layer = module
-            inner, hops = layer.base_layer, 0
-            while inner is not occ.owner:
-                inner, hops = inner.base_layer, hops + 1
         else:
             layer = PartLayer(site.module)
             set_module(model, site.path, layer)
             sites[occ.module_name] = type(site)(site.name, site.path, layer)
-            hops = sum(1 for _ in _chain(site.module)) - 1
+        # The owner sits below the PartLayer, under the wrappers (LoRA, ...) it may hold.
+        inner, hops = layer.base_layer, 0
+        while inner is not occ.owner:
+            inner, hops = inner.base_layer, hops + 1
         return layer, "base_layer." * hops + attr
 
     def layers(self, model: nn.Module) -> Iterator[tuple[str, str, PartLayer]]:
@@ -150,15 +150,6 @@ class Part(WrapperLayerTuner, Tuner):
 
     def unmerge(self, model: nn.Module) -> None:
         self._fold(model, -1)
-
-
-def _chain(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` and the modules it wraps, outermost first."""
-    while True:
-        yield module
-        if not isinstance(module, WrapperLayer):
-            return
-        module = module.base_layer
 
 
 class BitFit(Part):
