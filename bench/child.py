@@ -19,8 +19,8 @@ from typing import Any
 PRELOAD = ["bench.preload", "bench.common"]
 #: Not a swiftune tuner: PEFT's own LoRA, as the reference.
 PEFT_LORA = "peft-lora (PEFT)"
-#: swiftune's LoRA trained through ``swiftune sft``'s loss (the LM head fused into it).
-LORA_SFT_LOSS = "lora, sft's fused head loss"
+#: Appended to a tuner's name: trained through ``swiftune sft``'s loss (the LM head fused into it).
+SFT_LOSS = ", sft's fused head loss"
 
 
 def _status(field: str) -> int:
@@ -98,7 +98,7 @@ def prepare(name: str, shape: Any) -> Any:
         return peft.get_peft_model(model, cfg)
     from swiftune import Swift, registries
 
-    name = "lora" if name == LORA_SFT_LOSS else name
+    name = name.removesuffix(SFT_LOSS)
     if name not in registries.tuners.names():
         raise LookupError("not available (no tuner of that name is registered)")
     return Swift.prepare(model, tuner_config(name, shape))
@@ -127,7 +127,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if out["trainable"] == 0:
         raise RuntimeError("the tuner left no parameter trainable on this model")
     ids = input_ids(shape, seq=spec["seq"], batch=spec["batch"])
-    step = train_step(model, ids, head_loss=fused_head(model) if spec["tuner"] == LORA_SFT_LOSS else None)
+    step = train_step(model, ids, head_loss=fused_head(model) if spec["tuner"].endswith(SFT_LOSS) else None)
     reset_peak()
     cpu = []
     for _ in range(spec["steps"]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .child import LORA_SFT_LOSS, PEFT_LORA, run_child
+from .child import PEFT_LORA, SFT_LOSS, run_child
 from .report import Chart, Section, table
 
 TITLE = "4. Peak memory of a training step, per tuner"
@@ -24,7 +24,7 @@ def mib(n: float) -> str:
 def run(settings: Any, ctx: dict[str, Any]) -> Section:
     shape = settings.shape
     results: dict[str, dict[str, Any]] = {}
-    for name in [*TUNERS, LORA_SFT_LOSS, PEFT_LORA]:
+    for name in [*TUNERS, "lora" + SFT_LOSS, "full" + SFT_LOSS, PEFT_LORA]:
         results[name] = run_child(name, settings, shape.seq, shape.batch)
     ctx["memory"] = results
     rows, labels, values = [], [], []
@@ -44,8 +44,8 @@ def run(settings: Any, ctx: dict[str, Any]) -> Section:
         "transformers and the model included); peak: the kernel's high-water mark (`VmHWM`) over one training "
         "step, reset after loading. `full` is full fine-tuning (AdamW states for every weight); "
         f"`{PEFT_LORA}` is PEFT's LoRA with the same settings as swiftune's `lora`; every other row computes the "
-        f"model's own loss, and `{LORA_SFT_LOSS}` is `lora` trained through `swiftune sft`'s loss (the LM head "
-        "fused into it: no full logits tensor).",
+        f"model's own loss, and the rows `...{SFT_LOSS}` train through `swiftune sft`'s loss (the LM head fused "
+        "into it: no full logits tensor).",
         "",
     ]
     chart = Chart("memory_per_tuner", "Memory of one training step above the loaded model (MiB)", labels, values, "MiB")

@@ -39,10 +39,13 @@ class _ChunkedHeadLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
-                ignore_index: int, rows: int, want_grad: bool) -> torch.Tensor:
+                ignore_index: int, rows: int, want_grad: bool, want_weight_grad: bool) -> torch.Tensor:
         compute = weight.dtype
         h = hidden.to(compute)
         grad = torch.empty_like(h) if want_grad else None
+        # The weight's gradient sums over every chunk: accumulated in fp32 (autograd's one GEMM
+        # would round once at the end; each chunk's partial product is rounded here).
+        weight_grad = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight_grad else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, h.shape[0], rows):
             part = slice(start, start + rows)
@@ -55,21 +58,31 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             exp = logits.sub_(top).exp_()
             sums = exp.sum(1)
             total += ((top.squeeze(1) + sums.log() - picked) * valid).sum()
-            if grad is not None:
+            if grad is not None or weight_grad is not None:
                 weights = torch.where(valid, scale, 0.0)  # no 0 * inf when nothing is labelled
                 exp.mul_((weights / sums)[:, None])  # softmax, times the loss weight of each row
                 exp[torch.arange(exp.shape[0], device=exp.device), safe] -= weights
-                torch.mm(exp.to(compute), weight, out=grad[part])
-        ctx.save_for_backward(grad if grad is not None else h.new_empty(0))
-        ctx.hidden_dtype = hidden.dtype
+                logits_grad = exp.to(compute)
+                if grad is not None:
+                    torch.mm(logits_grad, weight, out=grad[part])
+                if weight_grad is not None:
+                    weight_grad += (logits_grad.t() @ h[part]).float()
+        empty = h.new_empty(0)
+        ctx.save_for_backward(empty if grad is None else grad, empty if weight_grad is None else weight_grad)
+        ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
         return total * scale
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        (grad,) = ctx.saved_tensors
-        if grad.numel() == 0 and ctx.needs_input_grad[0]:
-            raise RuntimeError("linear_cross_entropy: computed without gradients (the hidden states did not require grad)")
-        return grad.to(ctx.hidden_dtype) * grad_output, None, None, None, None, None, None
+        grad, weight_grad = ctx.saved_tensors
+        wanted = ctx.needs_input_grad
+        if (wanted[0] and grad.numel() == 0) or (wanted[1] and weight_grad.numel() == 0):
+            raise RuntimeError("linear_cross_entropy: a gradient was not computed in the forward pass "
+                               "(its input did not require grad then)")
+        hidden_grad = grad.to(ctx.hidden_dtype) * grad_output if wanted[0] else None
+        # Rounded to the weight's (compute) dtype, as autograd's gradient of that tensor would be.
+        head_grad = (weight_grad * grad_output).to(ctx.weight_dtype) if wanted[1] else None
+        return hidden_grad, head_grad, None, None, None, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
@@ -81,11 +94,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     positions (shifted for a causal LM). The reduction is transformers' ``ForCausalLMLoss``'s: the
     mean over labelled tokens, or their sum divided by ``num_items_in_batch`` when given. Under
     autocast the head runs in the autocast dtype; ``weight`` may already be in that dtype (a cached
-    copy of a frozen weight). The weight gets no gradient: use it for a frozen head.
+    copy of a frozen weight). A weight that requires grad gets its gradient (full fine-tuning),
+    computed in the same pass.
     """
-    if weight.requires_grad and torch.is_grad_enabled():
-        raise ValueError("linear_cross_entropy: the weight requires grad, but it gets none here (a frozen head only); "
-                         "detach it or compute the logits with F.linear")
     if hidden.shape[:-1] != labels.shape:
         raise ValueError(f"linear_cross_entropy: hidden states {tuple(hidden.shape)} do not match labels "
                          f"{tuple(labels.shape)}")
@@ -98,6 +109,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
         count = torch.as_tensor(num_items_in_batch, device=hidden.device)
     scale = 1.0 / count.to(device=hidden.device, dtype=torch.float32)
     want_grad = torch.is_grad_enabled() and hidden.requires_grad
+    want_weight_grad = torch.is_grad_enabled() and weight.requires_grad
     with torch.autocast(device, enabled=False):
         return _ChunkedHeadLoss.apply(flat_hidden, weight.to(compute), flat_labels, scale, ignore_index,
-                                      rows or chunk_rows(weight.shape[0], compute, device), want_grad)
+                                      rows or chunk_rows(weight.shape[0], compute, device), want_grad,
+                                      want_weight_grad)

@@ -202,12 +202,23 @@ def test_the_probe_decides_right_on_every_zoo_family(model_type) -> None:
         assert_same(loss_and_grads(model, batch, None, head_loss), loss_and_grads(model, batch), rel=1e-5)
 
 
-def test_heads_that_are_not_a_plain_frozen_projection_keep_the_model_loss() -> None:
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_full_fine_tuning_trains_the_fused_head_like_the_model_loss(dtype) -> None:
+    """A trained head (tied to the embedding here) gets its gradient from the fused loss too."""
+    model = Swift.prepare(llama(tie=True), {"tuner": "full"}).train()
+    head_loss = attach_head_loss(model)
+    assert head_loss is not None and model.get_base_model().lm_head.weight.requires_grad
+    batch = keep_answer_positions(DataCollator(pad_token_id=0)(rows()))
+    got, expected = loss_and_grads(model, batch, dtype, head_loss), loss_and_grads(model, batch, dtype)
+    assert any("embed_tokens" in name for name in got[1])  # the tied head's gradient is there
+    assert_same(got, expected, rel=1e-5 if dtype is None else 2e-3)
+
+
+def test_heads_that_are_not_a_plain_projection_keep_the_model_loss() -> None:
     lora_head = Swift.prepare(llama(), {"tuner": "lora", "r": 2, "target_modules": ["q_proj", "lm_head"]})
-    full = Swift.prepare(llama(), {"tuner": "full"})
     config = transformers.Gemma2Config(**TINY["gemma2"], final_logit_softcapping=0.5)
     softcapped = Swift.prepare(transformers.Gemma2ForCausalLM(config), {"tuner": "lora", "r": 2})
-    for model in (lora_head, full, softcapped):
+    for model in (lora_head, softcapped):
         assert attach_head_loss(model) is None
     # The probe, not only the config, decides: logits scaled after the head are caught, and the
     # refused model is left without the hook.

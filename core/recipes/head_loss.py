@@ -53,10 +53,11 @@ class HeadLoss:
             self._armed = False
 
     def weight_in(self, dtype: torch.dtype) -> torch.Tensor:
-        """The frozen head weight in ``dtype``, cast once and kept until the weight changes
-        (autocast would re-cast it at every step: its cache skips tensors without grad)."""
+        """The head weight for a forward in ``dtype``: a frozen weight is cast once and kept until it
+        changes (autocast would re-cast it at every step: its cache skips tensors without grad); a
+        trained one as it is (``linear_cross_entropy`` casts it, and the gradient flows back)."""
         weight = self.head.weight
-        if weight.dtype == dtype:
+        if weight.dtype == dtype or weight.requires_grad:
             return weight
         key = (weight.data_ptr(), weight._version, weight.device, dtype)
         if self._weight_copy is None or self._weight_copy[0] != key:
@@ -93,11 +94,11 @@ LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
 def fusable_head(model: nn.Module) -> nn.Linear | None:
-    """The model's output embedding when it is a plain, frozen, bias-free ``nn.Linear`` whose
-    logits go to the loss untransformed."""
+    """The model's output embedding when it is a plain, bias-free ``nn.Linear`` (frozen, or trained
+    whole as in full fine-tuning) whose logits go to the loss untransformed."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    if type(head) is not nn.Linear or head.bias is not None or head.weight.requires_grad:
+    if type(head) is not nn.Linear or head.bias is not None:
         return None
     config = getattr(base, "config", None)
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in LOGIT_TRANSFORMS):
