@@ -156,8 +156,9 @@ ABOUT = [
     "tensor, `shift_labels` into the model's own loss). Same loss and gradients as the padded batch (tests "
     "compare them); less work on padding and on prompt tokens.",
     "- **The LM head fused into the loss** (`swiftune.linear_cross_entropy`, on in `swiftune sft`): the head's "
-    "GEMM, the fp32 softmax, the loss and the gradient of the hidden states are computed a few rows at a time "
-    "(128 rows of a 49k vocabulary in bf16), the gradient during the forward pass. The (tokens x vocabulary) "
+    "GEMM, the fp32 softmax, the loss and the gradient of the hidden states (and of a trained head's weight, in "
+    "full fine-tuning) are computed a few rows at a time (128 rows of a 49k vocabulary in bf16), the gradients "
+    "during the forward pass. The (tokens x vocabulary) "
     "logits, their fp32 copy, the log-softmax and its gradient (five tensors of about 200 MB here) are never "
     "materialised; the plain path writes and re-reads each of them from memory. The tied head's bf16 copy is "
     "cast once, not per step. Same loss; gradients within float rounding (checked at step 0 against PEFT). "
