@@ -280,17 +280,23 @@ def test_sft_keeps_prompt_tuning_and_weight_readers_on_the_plain_path() -> None:
     assert all(p.dtype == torch.float32 for p in full.parameters())
 
 
+def short_sft(assets, out, **overrides) -> list[dict]:
+    """Three optimizer steps of sft on the tiny chat model (fp32, every step logged): the log records."""
+    model, data = assets
+    args = dict(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.0,
+                per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
+                learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0)
+    swiftune.sft(**{**args, **overrides})
+    return read_jsonl(out / "logging.jsonl")
+
+
 # -- --compile: regional compilation ---------------------------------------------------------------
 @pytest.mark.slow  # compiles one block (~20-40 s of CPU)
 def test_compiled_blocks_train_like_eager_and_keep_their_names(assets, tmp_path, capsys) -> None:
-    model, data = assets
     losses = {}
     for compiled in (False, True):
         out = tmp_path / f"run-{compiled}"
-        swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.0,
-                     per_device_train_batch_size=4, gradient_accumulation_steps=1, precision="fp32",
-                     learning_rate=1e-2, logging_steps=1, save_steps=100, compile=compiled)
-        losses[compiled] = [r["loss"] for r in read_jsonl(out / "logging.jsonl") if "loss" in r]
+        losses[compiled] = [r["loss"] for r in short_sft(assets, out, compile=compiled) if "loss" in r]
         # Compiled in place: the saved adapter has the same tensor names.
         assert json.loads((out / "final" / "adapter_config.json").read_text())["peft_type"] == "LORA"
     assert "2 blocks compiled" in capsys.readouterr().out
@@ -309,16 +315,12 @@ def test_compile_is_refused_where_it_cannot_help() -> None:
 def test_sft_train_and_eval_losses_match_the_plain_path(assets, tmp_path, capsys) -> None:
     """End to end: the default lean paths (padding-free rows, logits at labelled positions, the fused
     head loss) log the plain path's train and eval losses (fp32)."""
-    model, data = assets
     logs = {}
     for lean in (True, False):
-        out = tmp_path / f"run-{lean}"
         # Two micro-batches per step: the Trainer's num_items_in_batch reaches both losses.
-        swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=3, val_ratio=0.25,
-                     per_device_train_batch_size=2, gradient_accumulation_steps=2, precision="fp32",
-                     learning_rate=1e-2, logging_steps=1, save_steps=100, seed=0,
-                     padding_free=lean, answer_logits_only=lean, fused_head_loss=lean)
-        logs[lean] = read_jsonl(out / "logging.jsonl")
+        logs[lean] = short_sft(assets, tmp_path / f"run-{lean}", val_ratio=0.25, per_device_train_batch_size=2,
+                               gradient_accumulation_steps=2, padding_free=lean, answer_logits_only=lean,
+                               fused_head_loss=lean)
         said = capsys.readouterr().out
         assert ("padding-free batches, logits at labelled positions only, LM head fused into the loss" in said) == lean
     for key in ("loss", "eval_loss"):
