@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..fused_loss import linear_cross_entropy
+from .probe import probe, probe_tokens
 
 
 class HeadLoss:
@@ -119,21 +120,13 @@ def attach_head_loss(model: nn.Module) -> HeadLoss | None:
 
 
 def _gives_model_loss(model: nn.Module, head_loss: HeadLoss) -> bool:
-    vocab = head_loss.head.out_features
-    ids = torch.tensor([[(7 * i + 3) % vocab for i in range(6)]], device=head_loss.head.weight.device)
+    ids = torch.tensor([probe_tokens(6, head_loss.head.out_features)], device=head_loss.head.weight.device)
     labels = ids.clone()
     labels[0, :2] = IGNORE_INDEX
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            expected = model(input_ids=ids, labels=labels, use_cache=False).loss
-            got, _ = head_loss.loss(model, {"input_ids": ids, "labels": labels, "use_cache": False})
-    except Exception:  # noqa: BLE001 - a model that cannot run the probe simply does not qualify
+    both = probe(model, lambda: (model(input_ids=ids, labels=labels, use_cache=False).loss,
+                                 head_loss.loss(model, {"input_ids": ids, "labels": labels, "use_cache": False})[0]))
+    if both is None or not isinstance(both[0], torch.Tensor):
         return False
-    finally:
-        model.train(was_training)
-    if not isinstance(expected, torch.Tensor):
-        return False
+    expected, got = both
     tolerance = 1e-4 if head_loss.head.weight.dtype == torch.float32 else 2e-2
     return bool(((got.float() - expected.float()).abs() <= tolerance * max(1.0, expected.abs().item())).item())

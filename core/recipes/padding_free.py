@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .probe import probe, probe_tokens
+
 
 def honours_restarts(model: nn.Module) -> bool:
     """True when a flat row with restarting ``position_ids`` gives the padded batch's logits."""
@@ -23,24 +25,16 @@ def honours_restarts(model: nn.Module) -> bool:
         return False
     device = embeddings.weight.device
     vocab = embeddings.num_embeddings
-    first = [(7 * i + 3) % vocab for i in range(5)]
-    second = [(11 * i + 5) % vocab for i in range(3)]
+    first, second = probe_tokens(5, vocab), probe_tokens(3, vocab, stride=11, offset=5)
     padded = torch.tensor([first, second + [second[-1]] * 2], device=device)
     mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2], device=device)
     flat = torch.tensor([first + second], device=device)
     positions = torch.tensor([list(range(5)) + list(range(3))], device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            by_row = _logits(model, input_ids=padded, attention_mask=mask)
-            in_one = _logits(model, input_ids=flat, position_ids=positions)
-    except Exception:  # noqa: BLE001 - a model that cannot take the flat row simply does not qualify
+    both = probe(model, lambda: (_logits(model, input_ids=padded, attention_mask=mask),
+                                 _logits(model, input_ids=flat, position_ids=positions)))
+    if both is None or both[0] is None or both[1] is None:
         return False
-    finally:
-        model.train(was_training)
-    if by_row is None or in_one is None:
-        return False
+    by_row, in_one = both
     expected = torch.cat([by_row[0, :5], by_row[1, :3]]).float()
     got = in_one[0].float()
     scale = max(1.0, expected.abs().max().item())
