@@ -41,7 +41,7 @@ def assistant_labels(tokenizer, messages: list[dict], ids: list[int]) -> list[in
         if message["role"] == "assistant":
             start, end = len(render(messages[:i], True)), len(render(messages[: i + 1], False))
             labels[start:end] = ids[start:end]
-    return labels[: len(ids)]
+    return labels
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -119,6 +119,7 @@ def run(settings: Settings, ctx: dict[str, Any]) -> Section:
         "Trainer's CPU autocast). Both train on the assistant turns only (the plain script masks the prompt by "
         "rendering each turn's prefix with the chat template), so both compute the same loss. tokens/s = non-padding input tokens / Trainer `train_runtime`. "
         "`swiftune sft` runs with its defaults: padding-free batches, LM-head logits only at labelled positions, "
-        "frozen Linear weights stored in bf16 (each gives the same loss as the plain path; see the top of the page)."
+        "the LM head fused into the loss, frozen Linear weights stored in bf16 (each gives the same loss as the "
+        "plain path; see the top of the page)."
     )
     return Section("sft_e2e", TITLE, intro, lines, [chart], targets)

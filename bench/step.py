@@ -16,9 +16,8 @@ warm-up round).
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
+from typing import Any
 
 import torch
 
