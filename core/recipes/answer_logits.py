@@ -31,6 +31,12 @@ def supports_answer_logits(model: nn.Module) -> bool:
     return takes_positions and getattr(base, "loss_function", None) is ForCausalLMLoss
 
 
+def next_token_labels(labels: torch.Tensor) -> torch.Tensor:
+    """The label each position predicts (the next token's), ignored at the last position: the
+    shift ``ForCausalLMLoss`` makes."""
+    return torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+
+
 def keep_answer_positions(inputs: dict[str, Any]) -> dict[str, Any]:
     """``inputs`` plus ``logits_to_keep`` and ``shift_labels`` for the labelled positions.
 
@@ -40,7 +46,7 @@ def keep_answer_positions(inputs: dict[str, Any]) -> dict[str, Any]:
     labels = inputs.get("labels")
     if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or "logits_to_keep" in inputs:
         return inputs
-    shifted = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    shifted = next_token_labels(labels)
     keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
     if keep.numel() == 0 or keep.numel() >= labels.shape[1] - 1:
         return inputs

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data import IGNORE_INDEX
 from ..fused_loss import linear_cross_entropy
+from .answer_logits import next_token_labels
 from .probe import probe, probe_tokens
 
 
@@ -72,7 +73,7 @@ class HeadLoss:
         such as DDP's), whose logits are empty."""
         labels = inputs.get("shift_labels")
         if labels is None:
-            labels = torch.nn.functional.pad(inputs["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+            labels = next_token_labels(inputs["labels"])
         if num_items_in_batch is None:
             num_items_in_batch = inputs.get("num_items_in_batch")
         loss_only = ("labels", "shift_labels", "num_items_in_batch")
