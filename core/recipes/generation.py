@@ -55,7 +55,8 @@ class Generator:
         return ids[-self.max_length :]
 
     # -- generation -------------------------------------------------------------------------------
-    def _kwargs(self, gen: GenerationArguments) -> dict[str, Any]:
+    def generation_kwargs(self, gen: GenerationArguments) -> dict[str, Any]:
+        """``generate`` keyword arguments for these settings (greedy keeps sampling knobs unset)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": gen.max_new_tokens,
             "do_sample": gen.do_sample,
@@ -86,7 +87,7 @@ class Generator:
                 mask[i, width - len(p) :] = 1
         device = self._device()
         out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), streamer=streamer,
-                                  **self._kwargs(gen))
+                                  **self.generation_kwargs(gen))
         return [self.decode(row[width:]) for row in out.cpu()]
 
     def decode(self, ids: torch.Tensor) -> str:
