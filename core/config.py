@@ -66,9 +66,13 @@ class TunerConfig(BaseModel):
             data["peft_type"] = self.peft_type
         return data
 
-    #: PEFT config fields that carry no meaning for loading here (bookkeeping, versions).
+    #: PEFT config fields that carry no meaning for loading here (bookkeeping, versions, the base's name,
+    #: which every saved adapter records and configs without such a field drop on load).
     peft_informational_fields: ClassVar[frozenset[str]] = frozenset(
-        {"peft_type", "peft_version", "auto_mapping", "revision", "inference_mode", "megatron_core", "qalora_group_size"}
+        {
+            "peft_type", "peft_version", "auto_mapping", "revision", "inference_mode", "megatron_core",
+            "qalora_group_size", "base_model_name_or_path",
+        }
     )
 
     @classmethod
