@@ -32,3 +32,7 @@ class AdapterLoadError(SwiftuneError):
 
 class NotMergeableError(SwiftuneError):
     """The tuner cannot fold its adapter into the base weights."""
+
+
+class FileError(SwiftuneError, OSError):
+    """A file could not be read or written; the message starts with its path."""
