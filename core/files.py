@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -50,27 +51,34 @@ def naming_file(path: str | Path, action: str, error: type[SwiftuneError] = File
         raise error(f"{path}: cannot {action}: {describe(exc)}") from exc
 
 
-def _create_exclusive(path: Path) -> None:
-    """Create an empty file with mode 0666 & ~umask, as ``open(path, "w")`` would."""
+def _create_exclusive(path: Path) -> int:
+    """Create an empty file with mode 0666 & ~umask, as ``open(path, "w")`` would; returns the mode."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    os.close(fd)
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Write ``path`` through ``write(temporary_path)`` and one rename: never half-written.
 
-    On failure the temporary file is removed and a ``FileError`` names ``path``."""
+    The file gets the mode ``open(path, "w")`` would give it, even when ``write`` replaces the
+    temporary file by one of its own (safetensors writes through a private 0600 file and renames
+    it). On failure the temporary file is removed and a ``FileError`` names ``path``."""
     path = Path(path)
     with naming_file(path, "write"):
         while True:
             tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
             try:
-                _create_exclusive(tmp)
+                mode = _create_exclusive(tmp)
                 break
             except FileExistsError:
                 continue
         try:
             write(str(tmp))
+            if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+                os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

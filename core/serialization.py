@@ -7,9 +7,7 @@ Files are written to a temporary name and renamed, so a crash never leaves a hal
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import AdapterLoadError, ConfigError
+from .files import atomic_write, naming_file
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -42,18 +41,6 @@ def adapter_dir(root: str | Path, adapter_name: str) -> Path:
     return root if adapter_name == DEFAULT_ADAPTER else root / check_adapter_name(adapter_name)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_weights_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
     """One safetensors file, written atomically (tied tensors are stored as copies)."""
     contiguous: dict[str, torch.Tensor] = {}
@@ -64,23 +51,21 @@ def write_weights_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
         storage = v.untyped_storage().data_ptr()
         contiguous[k] = v.clone() if storage in seen else v
         seen.add(storage)
-    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
+    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata={"format": "pt"}))
 
 
 def write_adapter_config(folder: Path, config: Mapping[str, Any]) -> None:
     """Written after the weights: a folder with a config is a complete adapter."""
     text = json.dumps(dict(config), indent=2, sort_keys=True)
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise AdapterLoadError(f"{folder}: no {CONFIG_NAME} found; is this an adapter folder?")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterLoadError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    with naming_file(path, "read", AdapterLoadError):
+        data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise AdapterLoadError(f"{path}: expected a JSON object")
     return data
@@ -98,7 +83,13 @@ def read_adapter_weights(folder: str | Path) -> dict[str, torch.Tensor]:
                 f"process you trust, to {WEIGHTS_NAME}."
             )
         raise AdapterLoadError(f"{folder}: no {WEIGHTS_NAME} found")
-    return load_file(str(path))
+    return read_weights_file(path)
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a damaged or unreadable file is an error naming it."""
+    with naming_file(path, "read safetensors weights", AdapterLoadError):
+        return load_file(str(path))
 
 
 def check_tensor(dest: torch.Tensor, state: Mapping[str, torch.Tensor], key: str, module: str) -> torch.Tensor:

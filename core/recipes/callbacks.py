@@ -3,12 +3,15 @@
 ``logging.jsonl`` has one JSON object per Trainer log event (training logs and eval logs are
 separate lines of the same step), written by the main process only. On resume, lines logged after
 the checkpoint the run resumes from are dropped first, so the file reads as one uninterrupted run.
+A torn last line (the disk filled up, or the process died, during an append) is dropped with a
+warning; a damaged line before it is an error naming the file and the line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -18,8 +21,12 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ..errors import FileError
+from ..files import atomic_write, naming_file
 from .faults import fault_point
 from .runtime import memory_mb
+
+log = logging.getLogger("swiftune.run")
 
 LOG_NAME = "logging.jsonl"
 #: Test hook: each rank writes ``digest-rank<R>.json`` (a hash of its adapter weights) there at the end.
@@ -29,10 +36,29 @@ _RENAMES = {"train_loss": "train_loss_mean"}
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a run log; a torn last line is dropped with a warning naming file and line."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with naming_file(path, "read the run log"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    records: list[dict[str, Any]] = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        except ValueError as exc:
+            reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            if index == len(lines) - 1:
+                log.warning("swiftune: %s line %d: dropped a torn last line of the run log (%s): %.60r",
+                            path, number, reason, line)
+                break
+            raise FileError(f"{path} line {number}: damaged run log line ({reason}); only a torn last line "
+                            "is repaired: remove or fix this line to resume") from None
+        records.append(record)
+    return records
 
 
 def _clean(value: Any) -> Any:
@@ -61,9 +87,7 @@ class RunLogger(TrainerCallback):
             # Resuming: forget what was logged after the checkpoint (it will be logged again).
             kept = [r for r in read_log(self.path) if r.get("step", 0) <= state.global_step]
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in kept)))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -82,7 +106,7 @@ class RunLogger(TrainerCallback):
             self._last_tokens, self._last_time = tokens, now
         record.update(elapsed_s=round(elapsed, 2), remaining_s=None if remaining is None else round(remaining, 1),
                       memory_mb=round(memory_mb(), 1))
-        with self.path.open("a") as fh:
+        with naming_file(self.path, "append to the run log"), self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
 

@@ -29,7 +29,8 @@ from torch import nn
 
 from swiftune.module_utils import name_matches
 from swiftune.errors import AdapterLoadError
-from swiftune.serialization import load_checked, write_weights_file
+from swiftune.files import atomic_write, read_json
+from swiftune.serialization import load_checked, read_weights_file, write_weights_file
 from swiftune.tuner import Tuner
 from swiftune.tuners.part.params import BaseParameter, base_parameters
 
@@ -118,24 +119,23 @@ class Full(Tuner):
         if split.is_sharded:
             index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
                      "weight_map": split.tensor_to_filename}
-            (folder / _INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True))
+            text = json.dumps(index, indent=2, sort_keys=True)
+            atomic_write(folder / _INDEX_NAME, lambda tmp: Path(tmp).write_text(text))
         config = getattr(model, "config", None)
         if config is not None and hasattr(config, "to_json_file"):
             config.to_json_file(str(folder / "config.json"))
 
     def read_weights(self, folder: Path) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
         folder = folder / MODEL_SUBFOLDER
         if (folder / _INDEX_NAME).is_file():
-            files = sorted(set(json.loads((folder / _INDEX_NAME).read_text())["weight_map"].values()))
+            files = sorted(set(read_json(folder / _INDEX_NAME, AdapterLoadError)["weight_map"].values()))
         elif (folder / _SINGLE_NAME).is_file():
             files = [_SINGLE_NAME]
         else:
             raise AdapterLoadError(f"{folder}: no {_SINGLE_NAME} or {_INDEX_NAME} for the full adapter")
         out: dict[str, torch.Tensor] = {}
         for name in files:
-            out.update(load_file(str(folder / name)))
+            out.update(read_weights_file(folder / name))
         return out
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,102 @@
+"""Every error caused by a file names that file, and adapter files get the folder's usual permissions.
+
+A user who meets "Error while deserializing header" or "File too large" must learn which of the
+many files of a run folder is at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from swiftune import AdapterLoadError, Swift  # noqa: E402
+from swiftune.errors import SwiftuneError  # noqa: E402
+from swiftune.serialization import CONFIG_NAME, WEIGHTS_NAME  # noqa: E402
+from tiny_lms import llama  # noqa: E402
+
+LORA = {"tuner": "lora", "r": 4, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": False}
+
+
+def saved(folder: Path) -> Path:
+    Swift.prepare(llama(), dict(LORA)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_weights_file_is_named(tmp_path: Path, damage: str) -> None:
+    folder = saved(tmp_path / "adapter")
+    weights = folder / WEIGHTS_NAME
+    data = weights.read_bytes()
+    weights.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00not safetensors" * 10,
+                         "empty": b""}[damage])
+    with pytest.raises(AdapterLoadError) as info:
+        Swift.from_pretrained(llama(), folder)
+    assert str(weights) in str(info.value)
+
+
+def test_an_unreadable_config_is_named(tmp_path: Path) -> None:
+    folder = saved(tmp_path / "adapter")
+    (folder / CONFIG_NAME).write_bytes(b"\xff\xfe{not json")
+    with pytest.raises(AdapterLoadError) as info:
+        Swift.from_pretrained(llama(), folder)
+    assert str(folder / CONFIG_NAME) in str(info.value)
+
+
+def test_adapter_files_get_the_permissions_of_other_files(tmp_path: Path) -> None:
+    """A temporary file made by ``mkstemp`` is 0600; renamed into place, the adapter was unreadable
+    to the group / others while every other file of the folder (tokenizer, args.json) was not."""
+    old = os.umask(0o022)
+    try:
+        folder = saved(tmp_path / "adapter")
+        (folder / "plain.txt").write_text("written by open()")
+    finally:
+        os.umask(old)
+    mode = lambda name: stat.S_IMODE((folder / name).stat().st_mode)  # noqa: E731
+    assert mode("plain.txt") == 0o644
+    assert mode(WEIGHTS_NAME) == mode(CONFIG_NAME) == mode("plain.txt")
+
+
+_SAVE_UNDER_A_SIZE_LIMIT = textwrap.dedent("""
+    import resource, signal, sys
+    sys.path.insert(0, sys.argv[2])
+    from tiny_lms import llama
+    from swiftune import Swift
+    model = Swift.prepare(llama(hidden=128), {"tuner": "lora", "r": 64, "target_modules": "all-linear"})
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+    try:
+        model.save_pretrained(sys.argv[1])
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+""")
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_file_too_large_names_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "adapter"
+    proc = subprocess.run([sys.executable, "-c", _SAVE_UNDER_A_SIZE_LIMIT, str(out), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "too large" in proc.stdout.lower(), proc.stdout
+    assert str(out / WEIGHTS_NAME) in proc.stdout, proc.stdout
+    assert not (out / WEIGHTS_NAME).exists()  # nothing half-written under the real name
+    assert not list(out.glob(".*tmp"))  # and no temporary left behind
+
+
+def test_run_log_errors_name_file_and_line(tmp_path: Path) -> None:
+    from swiftune.recipes.callbacks import read_log
+
+    log = tmp_path / "logging.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
+    with pytest.raises(SwiftuneError) as info:
+        read_log(log)
+    assert f"{log} line 2" in str(info.value)
