@@ -72,8 +72,8 @@ def test_disk_dict_is_peft_shaped() -> None:
 def test_peft_fields_we_cannot_honour_are_named() -> None:
     data = {**LoraConfig().to_disk_dict(), "peft_version": "0.21.2", "use_dora": False, "rank_pattern": {}}
     assert config_from_disk(data) == LoraConfig()  # informational or unset: dropped
-    with pytest.raises(ConfigError, match="use_dora"):
-        config_from_disk({**data, "use_dora": True}, source="x/adapter_config.json")
+    with pytest.raises(ConfigError, match="rank_pattern"):
+        config_from_disk({**data, "rank_pattern": {"q_proj": 4}}, source="x/adapter_config.json")
     with pytest.raises(ConfigError, match="neither 'tuner' nor 'peft_type'"):
         config_from_disk({"r": 4}, source="x")
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from swiftune.config import TunerConfig
+
+
+#: PiSSA with a fast randomized SVD of ``N`` power iterations (PEFT's spelling).
+PissaNiter = Annotated[str, StringConstraints(pattern=r"^pissa_niter_[0-9]+$")]
+InitLoraWeights = bool | Literal["gaussian", "pissa", "olora"] | PissaNiter
 
 
 class LoraConfig(TunerConfig):
@@ -28,8 +33,16 @@ class LoraConfig(TunerConfig):
     modules_to_save: list[str] | None = Field(None, description="modules trained in full and saved (e.g. a new head)")
     layers_to_transform: int | list[int] | None = Field(None, description="only these layer indices")
     layers_pattern: str | list[str] | None = Field(None, description="name of the layer list, e.g. 'layers'")
-    init_lora_weights: bool | Literal["gaussian"] = Field(
-        True, description="True: A kaiming-uniform, B zero; 'gaussian': A normal(1/r), B zero; False: both random"
+    init_lora_weights: InitLoraWeights = Field(
+        True,
+        description=(
+            "True: A kaiming-uniform, B zero; 'gaussian': A normal(1/r), B zero; False: both random (a non-identity "
+            "start); 'pissa' / 'pissa_niter_N': A, B from the top-r SVD of the weight, the rest stays in the base; "
+            "'olora': A, B from a QR of the weight, likewise"
+        ),
+    )
+    use_dora: bool = Field(
+        False, description="DoRA: a trainable magnitude per output row, the LoRA update changes the direction"
     )
     fan_in_fan_out: bool = Field(False, description="weights stored (in, out); detected for GPT-2 Conv1D")
     task_type: str | None = Field(None, description="PEFT task type, kept for PEFT's loader")

@@ -17,6 +17,7 @@ from torch import nn
 from swiftune.layers import WrapperLayer
 from swiftune.module_utils import is_linear
 
+from . import dora, init_variants
 from .fused import is_plain_linear, lora_linear
 
 
@@ -63,6 +64,8 @@ class LoraLayer(WrapperLayer):
     def _init_weights(self, name: str, init: bool | str) -> None:
         if init is False:
             return
+        if init not in (True, "gaussian"):
+            raise ValueError(f"init_lora_weights={init!r} is implemented for Linear layers, not {self._base_kind()}")
         nn.init.zeros_(self.lora_B[name].weight)
         if init == "gaussian":
             nn.init.normal_(self.lora_A[name].weight, std=1 / self.lora_A[name].weight.shape[0])
@@ -72,6 +75,13 @@ class LoraLayer(WrapperLayer):
     def delta_weight(self, name: str) -> torch.Tensor:
         """The update in the base weight's own layout and dtype."""
         raise NotImplementedError
+
+    def add_dora(self, name: str) -> None:
+        """Make adapter ``name`` a DoRA adapter (``use_dora``): Linear layers only."""
+        raise ValueError(f"use_dora: DoRA is implemented for Linear / GPT-2 Conv1D layers, not {self._base_kind()}")
+
+    def _base_kind(self) -> str:
+        return type(self.get_base_layer()).__name__
 
     def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
         """``{key suffix (PEFT's, without the adapter name): tensor}``."""
@@ -98,7 +108,9 @@ class LoraLayer(WrapperLayer):
 
 
 class LoraLinear(LoraLayer):
-    """LoRA over ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed)."""
+    """LoRA over ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed); DoRA optional."""
+
+    adapter_containers = ("lora_A", "lora_B", "lora_magnitude_vector")
 
     def __init__(self, base_layer: nn.Module, fan_in_fan_out: bool = False) -> None:
         super().__init__(base_layer)
@@ -108,27 +120,83 @@ class LoraLinear(LoraLayer):
         self.in_features, self.out_features = (out_f, in_f) if self.fan_in_fan_out else (in_f, out_f)
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
+        self.lora_magnitude_vector = nn.ParameterDict()  # DoRA adapters only (dora.py)
+        self.dora_factors: dict[str, torch.Tensor] = {}  # per merged DoRA adapter: m / ||W + s B A||
 
     def _create(self, name: str, r: int) -> None:
         self.lora_A[name] = nn.Linear(self.in_features, r, bias=False)
         self.lora_B[name] = nn.Linear(r, self.out_features, bias=False)
 
+    def _init_weights(self, name: str, init: bool | str) -> None:
+        if isinstance(init, str) and init != "gaussian":
+            init_variants.initialise(self, name, init)  # PiSSA / OLoRA: also rewrites the base weight
+        else:
+            super()._init_weights(name, init)
+
+    def lora_delta(self, name: str) -> torch.Tensor:
+        """``s B A`` as (out, in), in the adapter's dtype."""
+        return (self.lora_B[name].weight @ self.lora_A[name].weight) * self.scaling[name]
+
     def delta_weight(self, name: str) -> torch.Tensor:
-        delta = (self.lora_B[name].weight @ self.lora_A[name].weight) * self.scaling[name]
+        delta = self.lora_delta(name)
         return delta.T if self.fan_in_fan_out else delta
+
+    def dense_weight(self) -> torch.Tensor:
+        """The base layer's weight as (out, in), a view of the parameter (dequantized for QLoRA)."""
+        weight = self.get_base_layer().weight
+        return weight.T if self.fan_in_fan_out else weight
+
+    def unmerged_weight(self) -> torch.Tensor:
+        """The base weight without the merged adapters in it (DoRA's norms are taken against it)."""
+        weight = self.dense_weight()
+        return dora.unmerged_weight(self, weight) if self.merged_adapters else weight
+
+    # -- DoRA ------------------------------------------------------------------------------------------
+    def add_dora(self, name: str) -> None:
+        dora.add_magnitude(self, name)
+
+    def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        tensors = super().adapter_tensors(name)
+        if name in self.lora_magnitude_vector:
+            tensors[dora.MAGNITUDE_KEY] = self.lora_magnitude_vector[name]
+        return tensors
+
+    def delete_adapter(self, name: str) -> None:
+        self.dora_factors.pop(name, None)
+        super().delete_adapter(name)
+
+    def merge(self, name: str) -> None:
+        if name not in self.lora_magnitude_vector or name in self.merged_adapters:
+            return super().merge(name)
+        with torch.no_grad():
+            dora.merge(self, name, self.dense_weight())
+        self.merged_adapters.append(name)
+        self._on_state_change()
+
+    def unmerge(self, name: str) -> None:
+        if name not in self.lora_magnitude_vector or name not in self.merged_adapters:
+            return super().unmerge(name)
+        with torch.no_grad():
+            dora.unmerge(self, name, self.dense_weight())
+        self.merged_adapters.remove(name)
+        self._on_state_change()
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         base = self.base_layer
         run = self._run
-        if len(run) == 1 and not args and not kwargs and is_plain_linear(base):
+        dora_run = self.lora_magnitude_vector
+        if len(run) == 1 and not args and not kwargs and run[0] not in dora_run and is_plain_linear(base):
             fused = self._fused_forward(x, run[0], base)
             if fused is not None:
                 return fused
-        result = base(x, *args, **kwargs)
+        result = base_out = base(x, *args, **kwargs)
         if not run:
             return result
         autocast = torch.is_autocast_enabled(x.device.type)
         for name in run:
+            if name in dora_run:
+                result = dora.forward(self, name, x, result, base_out)
+                continue
             a = self.lora_A[name].weight
             b = self.lora_B[name].weight
             h = self._drop(x, name)

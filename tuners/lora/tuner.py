@@ -9,9 +9,9 @@ from torch import nn
 
 from swiftune.layers import WrapperLayer
 from swiftune.modules_to_save import PEFT_PREFIX, ModulesToSave, TrainableCopy
-from swiftune.module_utils import find_targets, iter_sites, name_matches, set_module
+from swiftune.module_utils import Site, find_targets, iter_sites, name_matches, set_module
 from swiftune.serialization import load_checked
-from swiftune.tuner import Tuner
+from swiftune.tuner import Capabilities, Tuner
 
 from . import layer as lora_layer
 from .config import LoraConfig
@@ -27,6 +27,13 @@ class Lora(Tuner):
     peft_compatible = True
 
     config: LoraConfig
+
+    @classmethod
+    def capabilities(cls, config: LoraConfig) -> Capabilities:
+        # Trained biases (bias "all" / "lora_only") are base parameters; a random B changes the outputs at once.
+        return super().capabilities(config).replace(
+            trains_base_parameters=config.bias != "none", identity_at_init=config.init_lora_weights is not False
+        )
 
     def __init__(self, adapter_name: str, config: LoraConfig) -> None:
         super().__init__(adapter_name, config)
@@ -46,12 +53,16 @@ class Lora(Tuner):
         )
         if not sites:
             raise ValueError(f"target_modules={cfg.target_modules!r} matched no supported module of the model")
+        if cfg.use_dora:
+            check_dora_targets(sites)
         for site in sites:
             wrapper = site.module
             if not isinstance(wrapper, lora_layer.LoraLayer):
                 wrapper = lora_layer.wrap(site.module, cfg.fan_in_fan_out)
                 set_module(model, site.path, wrapper)
             wrapper.add_adapter(self.adapter_name, cfg.r, cfg.scaling, cfg.lora_dropout, cfg.init_lora_weights)
+            if cfg.use_dora:
+                wrapper.add_dora(self.adapter_name)
         self.extra_modules.inject(model)
 
     def _modules_to_save_names(self, model: nn.Module) -> set[str]:
@@ -151,3 +162,13 @@ class Lora(Tuner):
         for _, layer in self.layers(model):
             layer.unmerge(self.adapter_name)
         self.extra_modules.merged = False
+
+
+def check_dora_targets(sites: list[Site]) -> None:
+    """DoRA is implemented for linear layers: name the first other target before anything changes."""
+    for site in sites:
+        if isinstance(site.base, (nn.Embedding, nn.Conv2d)):
+            raise ValueError(
+                f"use_dora: DoRA is implemented for Linear / GPT-2 Conv1D layers; '{site.name}' is "
+                f"{type(site.base).__name__} (leave it out of target_modules, or use_dora=False)"
+            )

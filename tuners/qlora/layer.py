@@ -9,12 +9,13 @@ trip is exact. While merged the model holds that float copy (which is what mergi
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from swiftune.layers import WrapperLayer
 from swiftune.tuners.lora.layer import LoraLinear
 
-from .quantize import dequantized
+from .quantize import dequantize_weight, dequantized
 
 
 class QLoraLinear(LoraLinear):
@@ -31,6 +32,10 @@ class QLoraLinear(LoraLinear):
         while isinstance(holder.base_layer, WrapperLayer):
             holder = holder.base_layer
         return holder
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dequantized weight (out, in) while quantized; the float copy while merged."""
+        return super().dense_weight() if self._quantized else dequantize_weight(self.get_base_layer())
 
     def merge(self, name: str) -> None:
         if name in self.merged_adapters:
