@@ -10,6 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
+from .hub_kernels import keep_hub_kernels_off
+
+keep_hub_kernels_off()  # before anything imports bitsandbytes or transformers
 
 __version__ = "0.1.0"
 
