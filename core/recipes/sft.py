@@ -50,15 +50,17 @@ def resolve_model(name: str) -> str:
 
 def resume_checkpoint(args: SftArguments, output_dir: Path) -> str | None:
     """The checkpoint to resume from (None: start from step 0); refuses to clobber a previous run."""
-    from .trainer import complete_checkpoints, newest_checkpoint
+    from .checkpoint_check import check_resumable, newest_good_checkpoint
+    from .trainer import complete_checkpoints
 
     if isinstance(args.resume, str):
         path = Path(args.resume)
         if not (path / "trainer_state.json").is_file():
             raise ConfigError(f"--resume: {path} is not a complete checkpoint folder (no trainer_state.json)")
+        check_resumable(path)
         return str(path)
     if args.resume:
-        found = newest_checkpoint(output_dir)
+        found = newest_good_checkpoint(output_dir)  # damaged newer ones are skipped with a warning
         if found is None and is_main_process():
             print(f"swiftune: no checkpoint in {output_dir} yet; starting from step 0")
         return str(found) if found else None
