@@ -5,7 +5,11 @@
 (``--r 16 --lora-alpha 32``). The file and the flags are merged (flags win) and validated once, so
 every error reads the same way: one line naming the flag or the YAML key, with a suggestion.
 
-Tuner fields live under ``tuner_args:`` in a YAML file; on the command line they are plain flags.
+Spelling: every flag works in kebab-case and snake_case (``--learning-rate``, ``--learning_rate``);
+a yes/no field takes no value, a value (``true/false/1/0/yes/no``) or a ``--no-`` form; a list field
+takes several values and may repeat (``--dataset a b --dataset c``). ms-swift's names are aliases
+(``aliases.py``) in flags, YAML keys and Python keywords alike. Tuner fields may sit at the top
+level of a YAML file (as in ms-swift's) or under ``tuner_args:``.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import difflib
 import re
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from . import aliases
 
 TUNER_DEST = "tuner_args."
+ALIAS_DEST = "alias."
 #: The origin of values given as Python keywords (messages name the keyword, not a flag).
 PYTHON = "<python>"
 #: A single ``--target-modules`` value with one of these characters (or "all-linear") is a regex.
@@ -53,16 +60,28 @@ def _accepts(annotation: Any, kind: type) -> bool:
     return any(a is kind for a in _union_args(annotation))
 
 
-def _literal_values(annotation: Any) -> list[str]:
-    values: list[str] = []
+def _literal_values(annotation: Any) -> list[Any]:
+    values: list[Any] = []
     for a in _union_args(annotation):
         if typing.get_origin(a) is Literal:
-            values += [str(v) for v in typing.get_args(a)]
+            values += list(typing.get_args(a))
     return values
 
 
 def _is_mapping(annotation: Any) -> bool:
     return all(typing.get_origin(a) is dict or a is dict for a in _union_args(annotation))
+
+
+def _flag_kwargs(ann: Any) -> dict[str, Any]:
+    """How argparse collects one field's values; pydantic converts them afterwards."""
+    if _is_mapping(ann):
+        return {"metavar": "JSON"}
+    if _accepts(ann, bool):  # bare = true; or a value: true/false/yes/no/1/0 (or a folder, for bool | str)
+        return {"nargs": "?", "const": "true", "metavar": "true|false" if _unwrap_optional(ann) is bool else "VALUE"}
+    if _is_list(ann):  # --dataset a b --dataset c
+        return {"nargs": "+", "action": "append", "metavar": "VALUE"}
+    choices = [str(v) for v in _literal_values(ann)]
+    return {"metavar": "|".join(choices) if choices else "VALUE"}
 
 
 # -- flags ----------------------------------------------------------------------------------------
@@ -76,29 +95,19 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
     """
     added = []
     for name, field in model.model_fields.items():
-        ann = field.annotation
         if name in skip:
             continue
+        ann = field.annotation
         help_text = (field.description or "").replace("%", "%%")
         default = field.default_factory() if field.default_factory is not None else field.default
         if default not in (None, [], {}, ...) and not field.is_required():
             shown = " ".join(map(str, default)) if isinstance(default, list) else default
             help_text += f" (default: {shown})"
-        choices = _literal_values(ann)
-        kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": argparse.SUPPRESS, "help": help_text}
-        if _is_mapping(ann):
-            kwargs["metavar"] = "JSON"
-        elif _unwrap_optional(ann) is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif _accepts(ann, bool):  # e.g. ``resume: bool | str``: a bare flag means true
-            kwargs.update(nargs="?", const="true", metavar="VALUE")
-        elif _is_list(ann):
-            kwargs.update(action="append", metavar="VALUE")
-        else:
-            kwargs["metavar"] = "|".join(choices) if choices else name.upper()
+        kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": argparse.SUPPRESS, "help": help_text,
+                                  **_flag_kwargs(ann)}
         parser.add_argument(flag_name(name), **kwargs)
         added.append(flag_name(name))
-        if _accepts(ann, bool) and _unwrap_optional(ann) is not bool:
+        if _accepts(ann, bool):
             no = "--no-" + flag_name(name)[2:]
             parser.add_argument(no, dest=dest_prefix + name, action="store_const", const="false",
                                 default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -106,22 +115,46 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
     return added
 
 
-def _from_flag(field: Any, value: Any, name: str = "") -> Any:
-    """Turn repeated-flag lists back into what the field expects; decode JSON objects."""
+def _alias_flags(parser: argparse.ArgumentParser, fields: Mapping[str, Any]) -> None:
+    """ms-swift's names (``aliases.py``) that are not fields here, shown in one help group."""
+    group = parser.add_argument_group("ms-swift names (aliases; see docs/migrating-from-ms-swift.md)")
+    for alias in aliases.ALIASES:
+        found = aliases.lookup(alias.name, fields)
+        if alias.name in fields or (found is None and aliases.accepted(alias.name, fields)):
+            continue
+        ann = fields[found[1].field].annotation if found else None
+        kwargs = _flag_kwargs(ann) if found else {"nargs": "*", "metavar": "VALUE"}
+        shown = f"= {flag_name(found[1].field)}" if found else "not available here"
+        group.add_argument(flag_name(alias.name), dest=ALIAS_DEST + alias.name, default=argparse.SUPPRESS,
+                           help=f"{shown}{'; ' + alias.note if alias.note else ''}".replace("%", "%%"), **kwargs)
+    for entry in aliases.ACCEPTED:
+        if entry.name in fields or aliases.accepted(entry.name, fields) is None:
+            continue
+        group.add_argument(flag_name(entry.name), dest=ALIAS_DEST + entry.name, default=argparse.SUPPRESS,
+                           nargs="?", const="true", metavar="|".join(entry.values),
+                           help=f"accepted: {', '.join(entry.values)} ({entry.note})".replace("%", "%%"))
+
+
+def _from_flag(field: Any, value: Any, name: str = "", raw: bool = True) -> Any:
+    """Turn flag values (strings, lists of lists) into what the field expects; decode JSON objects."""
     ann = field.annotation if field is not None else None
-    if ann is not None and _is_mapping(ann) and isinstance(value, str):
-        return _json_object(value, name)
-    if not isinstance(value, list):
-        return value
     if ann is None:
         return value
-    if not _is_list(ann):
-        return value[-1]  # a scalar flag given twice: the last one wins, as usual
-    if len(value) == 1 and _accepts(ann, str):
-        # "--target-modules all-linear" or a regex keeps the string form; a plain name is a list.
-        single = value[0]
-        if single.lower() == "all-linear" or _REGEX_CHARS.search(single):
-            return single
+    if raw and _is_mapping(ann) and isinstance(value, str):
+        return _json_object(value, name)
+    if raw and isinstance(value, list):
+        value = [v for part in value for v in (part if isinstance(part, list) else [part])]
+        if not _is_list(ann):
+            value = value[-1] if value else "true"  # a scalar flag given twice: the last one wins
+        elif len(value) == 1 and _accepts(ann, str):
+            # "--target-modules all-linear" or a regex keeps the string form; a plain name is a list.
+            single = value[0]
+            if single.lower() == "all-linear" or _REGEX_CHARS.search(single):
+                return single
+    if isinstance(value, str):  # "8" for Literal[4, 8]: the literal whose text it is
+        for literal in _literal_values(ann):
+            if not isinstance(literal, str) and str(literal) == value.strip():
+                return literal
     return value
 
 
@@ -155,22 +188,32 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 # -- messages -------------------------------------------------------------------------------------
+def _close(name: str, known: Sequence[str], n: int) -> list[str]:
+    """Close names, compared in one spelling; never the name itself."""
+    key = aliases.normalize(name)
+    candidates = sorted({aliases.normalize(k) for k in known} - {key})
+    return difflib.get_close_matches(key, candidates, n=n, cutoff=0.6)
+
+
 def unknown_message(name: str, known: Sequence[str], source: str = "") -> str:
     """``unknown argument --lerning-rate; did you mean --learning-rate?`` (YAML keys read as keys)."""
+    key = aliases.normalize(name)
     if source == PYTHON:
-        close = difflib.get_close_matches(name, list(known), n=2, cutoff=0.6)
+        close = _close(name, known, 2)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        return f"unknown argument {name}{hint}"
+        return aliases.unsupported_message(key, key) or f"unknown argument {name}{hint}"
     if source:
-        key = name.lstrip("-").replace("-", "_")
-        close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
+        close = _close(name, known, 2)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        return f"{source}: unknown key {key}{hint}"
-    flag = flag_name(name.lstrip("-").replace("-", "_")) if name.startswith("-") else name
+        return aliases.unsupported_message(key, f"{source}: {key}") or f"{source}: unknown key {key}{hint}"
     if not name.startswith("-"):
         return f"unexpected argument {name!r} (a YAML config file must come first)"
-    close = difflib.get_close_matches(flag, [flag_name(k) for k in known], n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else ""
+    flag = flag_name(key)
+    unsupported = aliases.unsupported_message(key, flag)
+    if unsupported:
+        return unsupported
+    close = _close(name, known, 1)
+    hint = f"; did you mean {flag_name(close[0])}?" if close else ""
     return f"unknown argument {flag}{hint}"
 
 
@@ -178,7 +221,8 @@ def _error_line(err: Mapping[str, Any], where: str, annotation: Any) -> str:
     got = err.get("input")
     msg = err["msg"]
     if err["type"] == "literal_error" or (err["type"] == "enum" and annotation is not None):
-        close = difflib.get_close_matches(str(got), _literal_values(annotation), n=1, cutoff=0.4)
+        choices = [str(v) for v in _literal_values(annotation)]
+        close = difflib.get_close_matches(str(got), choices, n=1, cutoff=0.4)
         if close:
             msg += f"; did you mean {close[0]!r}?"
     if err["type"] == "missing":
@@ -209,47 +253,189 @@ def validate(model: type[BaseModel], data: Mapping[str, Any], source: str = "",
             return field
         return f"{origin}: {field}" if origin else flag_name(field) if field else "(arguments)"
 
+    return _validated(model, data, where)
+
+
+def _validated(model: type[BaseModel], data: Mapping[str, Any], where) -> BaseModel:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(_validation_message(exc, model, where)) from None
 
 
+# -- where each given value goes ------------------------------------------------------------------
+@dataclass
+class Given:
+    """One value as the user gave it: a flag, a YAML key or a Python keyword."""
+
+    name: str  # snake_case
+    value: Any
+    where: str  # how errors name it: "--lora-rank", "run.yaml: lora_rank", "lora_rank"
+    origin: str  # "" (a flag), a file, or PYTHON
+    raw: bool = False  # command-line text still to convert (lists of lists, JSON objects)
+    nested: bool = False  # under tuner_args:
+
+
+@dataclass
+class Routed:
+    command: dict[str, Any]
+    tuner: dict[str, Any]
+    where: dict[str, str]
+    tuner_where: dict[str, str]
+
+
+def _items(data: Mapping[str, Any], origin: str) -> list[Given]:
+    """Items of a YAML file or of Python keywords; ``tuner_args:`` entries are marked nested."""
+    items = []
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name == "tuner_args" and value is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{_where('tuner_args', origin)}: expected a mapping of the tuner's config fields")
+            items += [Given(str(k).replace("-", "_"), v, _where(f"tuner_args.{k}", origin), origin, nested=True)
+                      for k, v in value.items() if k != "tuner"]
+            continue
+        items.append(Given(name, value, _where(name, origin), origin))
+    return items
+
+
+def _where(name: str, origin: str) -> str:
+    if origin == PYTHON:
+        return name
+    return f"{origin}: {name}" if origin else flag_name(name)
+
+
+def _flag_items(given: Mapping[str, Any]) -> list[Given]:
+    items = []
+    for dest, value in given.items():
+        name = dest.split(".", 1)[1] if dest.startswith((TUNER_DEST, ALIAS_DEST)) else dest
+        items.append(Given(name, value, flag_name(name), "", raw=True))
+    return items
+
+
+def _known(model: type[BaseModel], tuner_config: type[BaseModel] | None) -> list[str]:
+    names = [k for k in model.model_fields if k != "tuner_args"]
+    names += [k for k in (tuner_config.model_fields if tuner_config else {}) if k != "tuner"]
+    return names + [a.name for a in aliases.ALIASES] + [a.name for a in aliases.ACCEPTED]
+
+
+def _unknown(item: Given, model: type[BaseModel], tuner_config: type[BaseModel] | None,
+             scope: Mapping[str, Any]) -> str:
+    tuner = tuner_config.model_fields["tuner"].default if tuner_config else None
+    targets = aliases.alias_targets(item.name)
+    if targets:
+        named = " / ".join(flag_name(t) if item.origin == "" else t for t in targets)
+        where = f" nor of the '{tuner}' tuner" if tuner else ""
+        return f"{item.where} (ms-swift's name for {named}): {named} is not a field of this command{where}"
+    if item.nested:
+        fields = [k for k in scope if k != "tuner"]
+        close = _close(item.name, fields, 2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f" ({tuner} fields: {', '.join(fields)})"
+        where = item.where.rsplit(".", 1)[0]
+        return f"{where}: unknown {tuner} field {item.name}{hint}"
+    origin = item.origin or PYTHON
+    return unknown_message(flag_name(item.name) if item.raw else item.name, _known(model, tuner_config),
+                           origin if not item.raw else "")
+
+
+def route(model: type[BaseModel], tuner_config: type[BaseModel] | None, given: Sequence[Given]) -> Routed:
+    """Send each value to the command's field or the tuner's, through ms-swift's aliases."""
+    fields = {k: f for k, f in model.model_fields.items() if k != "tuner_args"}
+    tuner_fields = {k: f for k, f in (tuner_config.model_fields if tuner_config else {}).items() if k != "tuner"}
+    everything = {**tuner_fields, **fields}  # a command field wins over a tuner field of that name
+    out = Routed({}, {}, {}, {})
+    for item in given:
+        scope = tuner_fields if item.nested else everything
+        target, convert = item.name, None
+        if target not in scope:
+            found = aliases.lookup(item.name, scope)
+            if found is None:
+                entry = None if item.nested else aliases.accepted(item.name, fields)
+                if entry is None:
+                    raise ConfigError(_unknown(item, model, tuner_config, scope))
+                aliases.check_accepted(entry, item.value, item.where)
+                continue
+            target, convert = found[1].field, found[1].convert
+        value = _from_flag(scope[target], item.value, target, raw=item.raw)
+        if convert is not None:
+            value = convert(value)
+        if target in fields and not item.nested:
+            out.command[target], out.where[target] = value, item.where
+        else:
+            out.tuner[target], out.tuner_where[target] = value, item.where
+    return out
+
+
 # -- the two-phase parse --------------------------------------------------------------------------
-def _pop_option(argv: list[str], flag: str) -> str | None:
-    """Remove ``flag VALUE`` / ``flag=VALUE`` from ``argv`` and return VALUE (the last one wins)."""
-    value = None
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """``--learning_rate=1`` -> ``--learning-rate=1``: one spelling for argparse (values untouched)."""
+    out = []
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            flag, eq, value = token.partition("=")
+            token = flag.replace("_", "-") + eq + value
+        out.append(token)
+    return out
+
+
+def _pop_all(argv: list[str], flag: str) -> list[str]:
+    """Remove every ``flag VALUE`` / ``flag=VALUE`` from ``argv``; their values in order."""
+    values = []
     i = 0
     while i < len(argv):
         if argv[i] == flag and i + 1 < len(argv):
-            value = argv[i + 1]
+            values.append(argv[i + 1])
             del argv[i : i + 2]
         elif argv[i].startswith(flag + "="):
-            value = argv.pop(i).split("=", 1)[1]
+            values.append(argv.pop(i).split("=", 1)[1])
         else:
             i += 1
-    return value
+    return values
+
+
+def _pop_option(argv: list[str], flag: str) -> str | None:
+    values = _pop_all(argv, flag)
+    return values[-1] if values else None
 
 
 def _peek_option(argv: Sequence[str], flag: str) -> str | None:
     return _pop_option(list(argv), flag)
 
 
-def _tuner_config_class(model: type[BaseModel], argv: Sequence[str], file_data: Mapping[str, Any],
-                        source: str) -> type[BaseModel] | None:
-    """Phase one: which tuner's fields become flags (``--tuner``, else the file, else the default)."""
+def _config_path(argv: list[str]) -> str | None:
+    """The YAML file: first argument or ``--config``; two files are an error, not a silent choice."""
+    positional = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    options = _pop_all(argv, "--config")
+    files = ([positional] if positional else []) + options
+    if len(files) > 1:
+        raise ConfigError(f"two YAML config files given ({' and '.join(files)}): pass one (a flag overrides a value of it)")
+    return files[0] if files else None
+
+
+def _tuner_config(model: type[BaseModel], sources: Sequence[tuple[Mapping[str, Any], str]]
+                  ) -> tuple[type[BaseModel] | None, str | None]:
+    """Phase one: which tuner's fields apply (``--tuner`` / ms-swift's ``--tuner_type``,
+    ``--train_type``, ``--quant_bits``; flags over the file; else the default)."""
     if "tuner_args" not in model.model_fields:
-        return None
+        return None, None
     from .. import registries
 
-    name = _peek_option(argv, "--tuner") or file_data.get("tuner") or model.model_fields["tuner"].default
+    keys = aliases.TUNER_KEYS + aliases.QUANT_KEYS
+    merged: dict[str, Any] = {}
+    origin_of: dict[str, str] = {}
+    for data, origin in sources:
+        values = {k: data[k] for k in keys if data.get(k) is not None}
+        if any(k in values for k in aliases.TUNER_KEYS):
+            merged = {k: v for k, v in merged.items() if k not in aliases.TUNER_KEYS}
+        merged.update(values)
+        origin_of.update({k: origin for k in values})
+    name, key = aliases.choose_tuner(merged, model.model_fields["tuner"].default)
     try:
-        return registries.tuners.get(str(name)).config_class
+        return registries.tuners.get(name).config_class, name if key else None
     except ConfigError:
         raise
     except Exception as exc:  # UnknownNameError names the installed tuners and close matches
-        where = "--tuner" if _peek_option(argv, "--tuner") else f"{source}: tuner" if source else "--tuner"
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{_where(key or 'tuner', origin_of.get(key or 'tuner', ''))}: {exc}") from None
 
 
 def command_parser(model: type[BaseModel], prog: str, tuner_config: type[BaseModel] | None = None,
@@ -262,95 +448,63 @@ def command_parser(model: type[BaseModel], prog: str, tuner_config: type[BaseMod
     parser.add_argument("--config", metavar="CONFIG.yaml", help="YAML file of arguments (flags override it); "
                         "may also be given as the first argument")
     build_flags(parser.add_argument_group(f"{prog.split()[-1]} options"), model, skip=["tuner_args"])
+    fields = dict(model.model_fields)
     if tuner_config is not None:
         name = tuner_config.model_fields["tuner"].default
-        group = parser.add_argument_group(f"{name} tuner options (YAML: under tuner_args:)")
+        group = parser.add_argument_group(f"{name} tuner options (YAML: at the top level or under tuner_args:)")
         build_flags(group, tuner_config, skip=["tuner", *model.model_fields], dest_prefix=TUNER_DEST)
+        fields = {**tuner_config.model_fields, **fields}
+    _alias_flags(parser, {k: f for k, f in fields.items() if k not in ("tuner_args",)})
     return parser
+
+
+def _finish(model: type[BaseModel], tuner_config: type[BaseModel] | None, chosen: str | None,
+            routed: Routed) -> BaseModel:
+    data = dict(routed.command)
+    if tuner_config is not None:
+        if chosen:
+            data["tuner"] = chosen
+        name = tuner_config.model_fields["tuner"].default
+        cfg = _validated(tuner_config, {**routed.tuner, "tuner": name},
+                         lambda f: routed.tuner_where.get(f, flag_name(f)))
+        dumped = cfg.model_dump(mode="json")
+        data["tuner_args"] = {k: dumped[k] for k in routed.tuner}
+    return _validated(model, data, lambda f: routed.where.get(f, flag_name(f)) if f else "(arguments)")
 
 
 def parse_command(model: type[BaseModel], argv: Sequence[str], prog: str) -> BaseModel:
     """``[CONFIG.yaml] [--flags ...]`` -> a validated ``model``; errors are one-line ``ConfigError``."""
-    argv = list(argv)
-    config = argv.pop(0) if argv and not argv[0].startswith("-") else None
-    config = _pop_option(argv, "--config") or config
+    argv = normalize_argv(argv)
+    config = _config_path(argv)
     file_data = read_yaml(config) if config else {}
     source = str(config) if config else ""
-    tuner_config = _tuner_config_class(model, argv, file_data, source)
+    peeked = {k: _peek_option(argv, flag_name(k)) for k in aliases.TUNER_KEYS + aliases.QUANT_KEYS}
+    tuner_config, chosen = _tuner_config(model, [(file_data, source), (peeked, "")])
     parser = command_parser(model, prog, tuner_config)
     ns, extras = parser.parse_known_args(argv)
     if extras:
-        known = list(model.model_fields) + (list(tuner_config.model_fields) if tuner_config else [])
-        raise ConfigError(unknown_message(extras[0].split("=", 1)[0], [k for k in known if k != "tuner_args"]))
-
-    given = vars(ns)
-    given.pop("config", None)
-    data = dict(file_data)
-    origins = {k: source for k in file_data}
-    for dest, value in given.items():
-        if not dest.startswith(TUNER_DEST):
-            data[dest] = _from_flag(model.model_fields.get(dest), value, dest)
-            origins[dest] = ""
-    if tuner_config is not None:
-        misplaced = [k for k in file_data if k in tuner_config.model_fields and k not in model.model_fields]
-        if misplaced:
-            raise ConfigError(f"{source}: {misplaced[0]} is a field of the tuner's config: put it under tuner_args:")
-        data["tuner_args"] = _tuner_args(model, tuner_config, file_data, given, source)
-        origins["tuner_args"] = source
-    return validate(model, data, origins=origins)
-
-
-def _tuner_args(model: type[BaseModel], config: type[BaseModel], file_data: Mapping[str, Any],
-                given: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Merge ``tuner_args`` of the file with the tuner flags and validate them with the tuner's config."""
-    from_file = file_data.get("tuner_args") or {}
-    if not isinstance(from_file, Mapping):
-        raise ConfigError(f"{source}: tuner_args: expected a mapping of {config.__name__} fields")
-    args = {str(k).replace("-", "_"): v for k, v in from_file.items() if k != "tuner"}
-    origins = {k: f"{source}: tuner_args" for k in args}
-    for dest, value in given.items():
-        if dest.startswith(TUNER_DEST):
-            key = dest[len(TUNER_DEST):]
-            args[key] = _from_flag(config.model_fields.get(key), value, key)
-            origins[key] = ""
-    name = config.model_fields["tuner"].default
-    unknown = [k for k in args if k not in config.model_fields]
-    if unknown:
-        key = unknown[0]
-        fields = [k for k in config.model_fields if k != "tuner"]
-        hint = difflib.get_close_matches(key, fields, n=2, cutoff=0.6)
-        misplaced = f"; did you mean {' or '.join(hint)}?" if hint else f" ({name} fields: {', '.join(fields)})"
-        raise ConfigError(f"{origins[key] or source}: unknown {name} field {key}{misplaced}")
-
-    def where(field: str) -> str:
-        origin = origins.get(field, "")
-        return f"{origin}.{field}" if origin else flag_name(field)
-
-    try:
-        cfg = config.model_validate({**args, "tuner": name})
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(exc, config, where)) from None
-    dumped = cfg.model_dump(mode="json")
-    return {k: dumped[k] for k in args}
+        raise ConfigError(unknown_message(extras[0].split("=", 1)[0], _known(model, tuner_config)))
+    given = {k: v for k, v in vars(ns).items() if k != "config"}
+    routed = route(model, tuner_config, _items(file_data, source) + _flag_items(given))
+    return _finish(model, tuner_config, chosen, routed)
 
 
 def from_python(schema: type[BaseModel], config: Any = None, /, **kwargs: Any) -> BaseModel:
     """The Python entry points' arguments: a model instance, a mapping or a YAML path, plus keywords.
 
     Keywords override the config's values (like flags override a file); errors name the keyword.
+    ms-swift's names work as keywords too (``train_type="lora"``, ``lora_rank=8``).
     """
     if isinstance(config, schema):
-        data, source = config.model_dump(), ""
+        data, source = config.model_dump(), PYTHON
     elif isinstance(config, (str, Path)):
         data, source = read_yaml(config), str(config)
     elif isinstance(config, Mapping):
-        data, source = {str(k).replace("-", "_"): v for k, v in config.items()}, ""
+        data, source = {str(k).replace("-", "_"): v for k, v in config.items()}, PYTHON
     elif config is None:
-        data, source = {}, ""
+        data, source = {}, PYTHON
     else:
         raise ConfigError(f"expected {schema.__name__}, a mapping or a YAML path, got {type(config).__name__}")
-    origins = {k: source for k in data}
-    for key, value in kwargs.items():
-        data[key] = value
-        origins[key] = PYTHON
-    return validate(schema, data, origins=origins)
+    tuner_config, chosen = _tuner_config(schema, [(data, source), (kwargs, PYTHON)])
+    routed = route(schema, tuner_config, _items(data, source) + _items(kwargs, PYTHON))
+    return _finish(schema, tuner_config, chosen, routed)

@@ -45,6 +45,9 @@ class SftArguments(CommandArguments):
     val_dataset: list[str] = Field(default_factory=list, description="evaluation data (default: a val_ratio split of --dataset)")
     val_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="fraction of the training rows held out for eval loss")
     skip_bad_rows: bool = Field(False, description="drop rows that do not convert instead of failing")
+    system: str | None = Field(None, description="system prompt of every training example that has none")
+    model_name: list[str] = Field(default_factory=list, max_length=2, description="self-cognition data (swift/self-cognition): the model's name; two values: English and Chinese (a value in Chinese script goes to the Chinese rows)")
+    model_author: list[str] = Field(default_factory=list, max_length=2, description="self-cognition data: who made the model; two values as for --model-name")
     max_length: int = Field(1024, ge=8, description="maximum tokens per example")
     truncation: Literal["right", "left", "drop"] = Field("right", description="what to do with longer examples")
     packing: bool = Field(False, description="concatenate examples into max_length blocks")
@@ -89,7 +92,7 @@ class SftArguments(CommandArguments):
     fsdp_config: str | None = Field(None, description="FSDP config file (JSON)")
     deepspeed: str | None = Field(None, description="DeepSpeed config file (JSON)")
 
-    @field_validator("dataset", "val_dataset", "report_to", mode="before")
+    @field_validator("dataset", "val_dataset", "report_to", "model_name", "model_author", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)
@@ -129,7 +132,7 @@ class GenerationArguments(CommandArguments):
 
     max_new_tokens: int = Field(256, ge=1, description="tokens generated per answer")
     do_sample: bool = Field(False, description="sample instead of greedy decoding")
-    temperature: float = Field(0.7, gt=0, description="sampling temperature (with --do-sample)")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (with --do-sample; 0: greedy)")
     top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass (with --do-sample)")
     top_k: int | None = Field(None, ge=1, description="sample among the k likeliest tokens (with --do-sample)")
     repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeats")

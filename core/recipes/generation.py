@@ -59,12 +59,12 @@ class Generator:
         """``generate`` keyword arguments for these settings (greedy keeps sampling knobs unset)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": gen.max_new_tokens,
-            "do_sample": gen.do_sample,
+            "do_sample": gen.do_sample and gen.temperature > 0,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
             "repetition_penalty": gen.repetition_penalty,
         }
-        if gen.do_sample:
+        if gen.do_sample and gen.temperature > 0:  # temperature 0 is greedy (ms-swift's spelling)
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
             if gen.top_k is not None:
                 kwargs["top_k"] = gen.top_k
