@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .plugins import PluginHost
-from .registry import Registry
+from .registry import OWNED_NAME, Registry
 
 
 def _is_tuner(obj: Any) -> bool:
@@ -42,7 +42,7 @@ tuners: Registry = Registry("tuner", accepts=_is_tuner)
 models: Registry = Registry("model", accepts=_is_model_family)
 templates: Registry = Registry("template", accepts=_is_template)
 dataset_adapters: Registry = Registry("dataset adapter", accepts=_is_dataset_adapter)
-datasets: Registry = Registry("dataset", accepts=_is_dataset_entry)
+datasets: Registry = Registry("dataset", accepts=_is_dataset_entry, pattern=OWNED_NAME)
 
 host = PluginHost(
     {

@@ -16,6 +16,8 @@ from .errors import DuplicateNameError, UnknownNameError
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+#: Names that may carry one owner part, as ms-swift names its datasets (``swift/self-cognition``).
+OWNED_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*(/[a-z0-9][a-z0-9_.\-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,10 @@ class Registry(Generic[T]):
         kind: str,
         accepts: Callable[[Any], bool] = lambda obj: True,
         name_of: Callable[[Any], str] = lambda obj: obj.name,
+        pattern: re.Pattern[str] = _NAME,
     ) -> None:
         self.kind = kind
+        self.pattern = pattern
         self.accepts = accepts
         self.name_of = name_of
         self._entries: dict[str, Entry[T]] = {}
@@ -50,10 +54,11 @@ class Registry(Generic[T]):
     def check(self, obj: T, plugin: str) -> str:
         """The name ``obj`` would be registered under; raises if it is invalid or taken."""
         name = self.name_of(obj)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not self.pattern.match(name):
+            owner = " (and one '/' after an owner)" if self.pattern is OWNED_NAME else ""
             raise ValueError(
                 f"{self.kind} name {name!r} from plugin '{plugin}' must be lowercase "
-                "letters, digits, '_', '-' or '.'"
+                f"letters, digits, '_', '-' or '.'{owner}"
             )
         old = self._entries.get(name)
         if old is not None and old.obj is not obj:

@@ -30,6 +30,8 @@ _LAZY = {
     "ModelLoadError": "errors",
     "OfflineError": "errors",
     "MissingPackageError": "errors",
+    "RemoteCodeError": "remote_code",
+    "remote_code_files": "remote_code",
 }
 
 __all__ = list(_LAZY)
@@ -50,3 +52,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gguf import convert_gguf
     from .load import DEFAULT_MODEL, Source, load_folder, load_model, resolve
     from .packaged import ensure_converted, find_packaged
+    from .remote_code import RemoteCodeError, remote_code_files

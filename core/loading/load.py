@@ -19,6 +19,8 @@ import torch
 from ..model_family import ModelFamily, normalize_task
 from .errors import ModelLoadError
 from .families import family_for
+from .remote_code import check_remote_code
+from .remote_code import trust_remote_code as trust_remote_code_allowed
 
 logger = logging.getLogger("swiftune.loading")
 
@@ -129,9 +131,8 @@ def load_folder(
     _check_weights(folder)
     family: ModelFamily = family_for(folder, name_or_path=name or str(folder))
     task = normalize_task(task or family.task)
-    trust = family.trust_remote_code if trust_remote_code is None else trust_remote_code
-    if trust and trust_remote_code is None:
-        logger.warning("swiftune: model family '%s' runs code from its checkpoint (trust_remote_code=True)", family.name)
+    trust = trust_remote_code_allowed(trust_remote_code)  # the user's word only, never the family's
+    check_remote_code(folder, trust, family=family, name=name)
     auto_class = getattr(transformers, _AUTO_CLASSES[task])
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust, **model_kwargs}
     if dtype is not None:
@@ -157,9 +158,10 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Load a model and its tokenizer (or image processor) for ``task``.
 
-    ``task`` defaults to the model family's (``causal-lm`` for chat models); ``trust_remote_code``
-    defaults to what the family needs; ``revision`` and ``cache_dir`` apply to hub ids. Extra
-    keyword arguments go to ``from_pretrained``.
+    ``task`` defaults to the model family's (``causal-lm`` for chat models). Code shipped with the
+    checkpoint runs only with ``trust_remote_code=True`` (or ``SWIFTUNE_TRUST_REMOTE_CODE=1``), even
+    for families that need it: otherwise a ``RemoteCodeError`` names the folder and its files.
+    ``revision`` and ``cache_dir`` apply to hub ids. Extra keyword arguments go to ``from_pretrained``.
     """
     from . import hub
     from .packaged import ensure_converted, find_packaged

@@ -26,6 +26,12 @@ class CommandArguments(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
+    trust_remote_code: bool = Field(False, description="allow Python code shipped with a model, checkpoint, adapter's base or dataset to run (read it first; also SWIFTUNE_TRUST_REMOTE_CODE=1)")
+
+    def allows_remote_code(self) -> bool | None:
+        """True when the flag was given; None lets ``SWIFTUNE_TRUST_REMOTE_CODE`` decide."""
+        return True if self.trust_remote_code else None
+
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 

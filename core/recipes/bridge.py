@@ -11,11 +11,12 @@ from typing import Any, Sequence
 import torch  # noqa: F401 - dtype annotations
 
 
-def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None):
-    """(model, tokenizer) for a local folder, hub id, ``ms::`` id, .gguf file or packaged model name."""
+def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None, trust_remote_code: bool | None = None):
+    """(model, tokenizer) for a local folder, hub id, ``ms::`` id, .gguf file or packaged model name
+    (``trust_remote_code``: the user's permission; None leaves it to ``SWIFTUNE_TRUST_REMOTE_CODE``)."""
     from ..loading import load_model
 
-    return load_model(name, task="causal-lm", dtype=dtype)
+    return load_model(name, task="causal-lm", dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def resolve_template(name: str | None, model: Any, tokenizer: Any) -> Any:

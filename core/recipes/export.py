@@ -33,7 +33,7 @@ def run_export(args: ExportArguments) -> Path:
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise ConfigError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
 
-    built = rebuild(args.adapter, model=args.model)
+    built = rebuild(args.adapter, model=args.model, trust_remote_code=args.allows_remote_code())
     merged = built.model.merge_and_unload()
     if args.dtype != "auto":
         merged = merged.to(getattr(torch, args.dtype))

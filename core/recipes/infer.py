@@ -36,7 +36,8 @@ def build_generator(args: InferArguments) -> Generator:
 
     if not args.adapter and not args.model:
         raise ConfigError("--adapter or --model: give an adapter (or sft output folder) or a base model")
-    built = rebuild(args.adapter, model=args.model, template=args.template, dtype=inference_dtype(args.precision))
+    built = rebuild(args.adapter, model=args.model, template=args.template, dtype=inference_dtype(args.precision),
+                    trust_remote_code=args.allows_remote_code())
     model = built.model
     if args.merge:
         if not built.adapters:

@@ -71,9 +71,13 @@ def _names(folders: Sequence[Path]) -> list[str]:
 
 
 def rebuild(adapters: Sequence[str], model: str | None = None, template: str | None = None,
-            dtype: Any = None) -> Rebuilt:
-    """Load the base model and put the adapters on it (all active), ready for generate / merge."""
+            dtype: Any = None, trust_remote_code: bool | None = None) -> Rebuilt:
+    """Load the base model and put the adapters on it (all active), ready for generate / merge.
+
+    ``trust_remote_code`` is the user's permission only (None: ``SWIFTUNE_TRUST_REMOTE_CODE``): a
+    base model named by an adapter's files never runs its code on the adapter's say-so."""
     from ..api import Swift
+    from ..loading.remote_code import RemoteCodeError
     from . import bridge
 
     located = [locate_adapter(a) for a in adapters]
@@ -86,7 +90,12 @@ def rebuild(adapters: Sequence[str], model: str | None = None, template: str | N
     if bases and model is None:
         raise ConfigError(f"--adapter: the adapters were trained on different base models ({base}, {', '.join(sorted(bases))}); pass --model")
 
-    base_model, tokenizer = bridge.load_model_and_tokenizer(base, dtype=dtype)
+    try:
+        base_model, tokenizer = bridge.load_model_and_tokenizer(base, dtype=dtype, trust_remote_code=trust_remote_code)
+    except RemoteCodeError as exc:
+        if model is not None or not located:
+            raise
+        raise RemoteCodeError(f"--adapter {located[0][0]} names its base model: {exc}") from None
     base_model.eval()
     chosen = bridge.resolve_template(template or run_args.get("template"), base_model, tokenizer)
     built = base_model

@@ -198,7 +198,7 @@ def run_sft(args: SftArguments) -> SftResult:
     precision = resolve_precision(args.precision)
 
     set_seed(args.seed)
-    model, tokenizer = bridge.load_model_and_tokenizer(args.model)
+    model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = bridge.load_train_val(
         args.dataset, args.val_dataset, seed=args.seed, val_ratio=args.val_ratio, skip_bad_rows=args.skip_bad_rows

@@ -5,6 +5,8 @@
 """
 
 DEMO_DATASET = "swiftune-demo"
+#: Rows that teach a model its own name and maker (placeholders filled by sft's --model_name / --model_author).
+SELF_COGNITION = "swift/self-cognition"
 
 
 def register_all(register):
@@ -24,6 +26,17 @@ def register_all(register):
             path="data/swiftune-demo.jsonl",
             package="swiftune.model_zoo",
             tags=("chat", "demo"),
+        )
+    )
+    register(
+        DatasetEntry(
+            SELF_COGNITION,
+            "who are you / who made you, English and Chinese, with {{NAME}} / {{AUTHOR}} filled from "
+            "--model_name / --model_author (local; ms-swift's name)",
+            "messages",
+            path="data/self-cognition.jsonl",
+            package="swiftune.model_zoo",
+            tags=("chat", "self-cognition"),
         )
     )
     for entry in ENTRIES:

@@ -1,6 +1,6 @@
 """Families whose architecture transformers does not implement: their hub repositories ship the
-modelling code, so loading needs ``trust_remote_code=True`` (``load_model`` turns it on for them
-and says so). None of them can be built offline, so the family-coverage test skips them by design.
+modelling code, so loading needs the user's ``--trust-remote-code`` / ``trust_remote_code=True``
+(the family never turns it on by itself; ``swiftune list models`` says so). None of them can be built offline, so the family-coverage test skips them by design.
 """
 
 from __future__ import annotations
