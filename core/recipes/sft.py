@@ -125,6 +125,7 @@ def training_arguments(args: SftArguments, output_dir: Path, precision: str, has
         fp16=precision == "fp16",
         logging_steps=args.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss must show (FiniteGuard stops the run on it)
         eval_strategy="steps" if has_eval else "no",
         eval_steps=eval_steps if has_eval else None,
         save_strategy="steps",
@@ -185,6 +186,7 @@ def run_sft(args: SftArguments) -> SftResult:
     from ..api import Swift
     from . import bridge
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
+    from .finite_guard import FiniteGuard
     from .lean import lean_training
     from .plot import plot_loss
     from .trainer import STAGING, SwiftTrainer, publish
@@ -219,7 +221,7 @@ def run_sft(args: SftArguments) -> SftResult:
         answer_logits_only=lean.answer_logits_only,
         head_loss=lean.head_loss,
         processing_class=tokenizer,
-        callbacks=[RunLogger(output_dir), *debug_hooks()],
+        callbacks=[RunLogger(output_dir), FiniteGuard(output_dir), *debug_hooks()],
     )
     if trainer.args.should_save:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
