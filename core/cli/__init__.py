@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("list", help="list the registered tuners, models, datasets or templates")
-    p.add_argument("what", choices=["tuners", "models", "datasets", "templates", "dataset-adapters"])
+    p.add_argument("what", choices=["tuners", "models", "datasets", "templates", "dataset-adapters", "rewards"])
 
     p = sub.add_parser("plugin", help="plugin author tools: 'swiftune plugin new NAME' writes a working tuner plugin")
     plugin_sub = p.add_subparsers(dest="plugin_command", metavar="ACTION", required=True)
@@ -54,6 +54,8 @@ RECIPES = {
     "sft": "fine-tune a model with a tuner (swiftune sft [CONFIG.yaml] [--flags]; no arguments: the demo)",
     "infer": "chat with, or batch-generate from, a model and its adapters",
     "export": "merge adapters into the base model and save a plain transformers model",
+    "rlhf": "preference tuning on TRL: --rlhf_type dpo|orpo|kto|simpo|cpo|grpo (flags and YAML as sft)",
+    "deploy": "serve a model and its adapters over an OpenAI-compatible HTTP API",
 }
 
 

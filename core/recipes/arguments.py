@@ -66,6 +66,8 @@ class SftArguments(CommandArguments):
     # -- tuner ----------------------------------------------------------------------------------
     tuner: str = Field("lora", description="registered tuner name (swiftune list tuners)")
     tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
+    lorap_lr_ratio: float | None = Field(None, gt=0, description="LoRA+: the LoRA B matrices (and DoRA magnitudes) train at learning_rate times this (e.g. 16); embedding LoRA at 1e-6, as PEFT")
+    adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")
 
     # -- training (TrainingArguments names) -----------------------------------------------------
     output_dir: str | None = Field(None, description="run folder (default: output/<model>-<tuner>-<time>)")
@@ -181,8 +183,39 @@ class ExportArguments(CommandArguments):
         return _as_list(value)
 
 
+class DeployArguments(CommandArguments):
+    """``swiftune deploy``: an OpenAI-compatible HTTP server; the request's ``model`` picks the adapter."""
+
+    model: str | None = Field(None, description="base model (default: the one in the first adapter's args.json)")
+    adapters: list[str] = Field(default_factory=list, description="name=path (or a path, named after its folder); repeatable")
+    template: str | None = Field(None, description="chat template (default: from args.json or the model family)")
+    system: str | None = Field(None, description="system prompt for chats that send none")
+    served_model_name: str | None = Field(None, description="the base model's name in /v1/models and requests (default: its folder name)")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY' on every request")
+    infer_backend: str = Field("transformers", description="generation engine: transformers")
+    precision: Precision = Field("auto", description="auto: the model's dtype on GPU, fp32 on CPU")
+    max_batch_size: int = Field(8, ge=1, description="requests generated together in one batch")
+    max_queue: int = Field(64, ge=1, description="requests waiting at most; more are answered 429")
+    max_model_len: int | None = Field(None, ge=8, description="prompt + answer tokens per request (default: the model's context)")
+    max_new_tokens: int = Field(512, ge=1, description="answer tokens when a request sets no max_tokens")
+    temperature: float = Field(0.0, ge=0, description="for requests that set none (0: greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="for requests that set none")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn's log level")
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+from .rlhf_arguments import RlhfArguments  # noqa: E402 - it extends SftArguments, defined above
+
 COMMANDS: dict[str, type[CommandArguments]] = {
     "sft": SftArguments,
     "infer": InferArguments,
     "export": ExportArguments,
+    "rlhf": RlhfArguments,
+    "deploy": DeployArguments,
 }

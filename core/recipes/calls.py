@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from .arguments import ExportArguments, InferArguments, SftArguments
+from .arguments import DeployArguments, ExportArguments, InferArguments, SftArguments
+from .rlhf_arguments import RlhfArguments
 
-__all__ = ["sft", "infer", "export"]
+__all__ = ["sft", "infer", "export", "deploy", "rlhf"]
 
 
 def sft(config: SftArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
@@ -39,3 +40,19 @@ def export(config: ExportArguments | Mapping[str, Any] | str | Path | None = Non
     from .export import run_export
 
     return run_export(from_python(ExportArguments, config, **kwargs))
+
+
+def deploy(config: DeployArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> None:
+    """Serve the model and its adapters over the OpenAI HTTP API until SIGTERM / Ctrl-C."""
+    from ..cli.args import from_python
+    from .deploy import run_deploy
+
+    run_deploy(from_python(DeployArguments, config, **kwargs))
+
+
+def rlhf(config: RlhfArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
+    """Preference tuning (dpo, orpo, kto, simpo, cpo, grpo) on TRL; returns an ``SftResult``."""
+    from ..cli.args import from_python
+    from .rlhf import run_rlhf
+
+    return run_rlhf(from_python(RlhfArguments, config, **kwargs))

@@ -1,0 +1,122 @@
+"""``swiftune deploy``: serve a base model and its adapters over the OpenAI HTTP API.
+
+The base model is loaded once; every adapter is put on it under its own name, and the request's
+``model`` field picks one (or the base alone). The server is uvicorn: on SIGTERM / Ctrl-C it stops
+accepting connections, finishes the requests in flight, then stops the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError
+from .arguments import DeployArguments
+
+SUPPORTED_BACKENDS = ("transformers",)
+
+
+def adapter_specs(values: list[str]) -> list[tuple[str, str]]:
+    """``name=path`` pairs (a bare path is named after its folder); names must be distinct."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            path = value
+            folder = Path(value.rstrip("/"))
+            name = folder.parent.name if folder.name in ("final", "") else folder.name
+        name, path = name.strip(), path.strip()
+        if not name or not path:
+            raise ConfigError(f"--adapters: {value!r}: expected name=path")
+        pairs.append((name, path))
+    names = [n for n, _ in pairs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"--adapters: the name(s) {', '.join(dupes)} are given twice; use name=path to tell them apart")
+    return pairs
+
+
+def check_backend(backend: str) -> None:
+    """Only transformers serves here; other engines get an error naming what is installed."""
+    if backend in SUPPORTED_BACKENDS:
+        return
+    installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
+    have = f"installed here: {', '.join(installed)}" if installed else "none of vllm / sglang / lmdeploy is installed"
+    raise ConfigError(f"--infer_backend {backend}: not supported by swiftune deploy yet (supported: "
+                      f"{', '.join(SUPPORTED_BACKENDS)}; {have})")
+
+
+def build_served(args: DeployArguments):
+    """Load the model and adapters and wrap them in the engine (no server started)."""
+    import torch
+
+    from ..serve.app import Served
+    from ..serve.engine import Engine
+    from .generation import Generator
+    from .infer import inference_dtype
+    from .rebuild import rebuild
+
+    check_backend(args.infer_backend)
+    pairs = adapter_specs(args.adapters)
+    if not pairs and not args.model:
+        raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
+    built = rebuild([path for _, path in pairs], model=args.model, template=args.template,
+                    dtype=inference_dtype(args.precision))
+    model = built.model
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    base_name = args.served_model_name or Path(built.base.rstrip("/")).name or built.base
+    if base_name in dict(pairs):
+        raise ConfigError(f"--adapters: '{base_name}' is the base model's name; give the adapter another name")
+    routes: dict[str, str | None] = {base_name: None}
+    routes.update({public: internal for (public, _), internal in zip(pairs, built.adapters)})
+    limit = args.max_model_len or int(getattr(getattr(model, "config", None), "max_position_embeddings", 0) or 2048)
+    generator = Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=limit)
+    engine = Engine(generator, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    return Served(engine=engine, base_name=base_name, routes=routes, api_key=args.api_key, max_model_len=limit,
+                  default_max_tokens=args.max_new_tokens, default_temperature=args.temperature,
+                  default_top_p=args.top_p, system=args.system, aliases={built.base: base_name})
+
+
+def run_deploy(args: DeployArguments) -> None:
+    """Serve until SIGTERM / Ctrl-C."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("swiftune deploy needs FastAPI and uvicorn: pip install 'swiftune[deploy]'") from None
+    from ..serve.app import create_app
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    served = build_served(args)
+    names = ", ".join(f"{n} ({'base' if a is None else 'adapter'})" for n, a in served.routes.items())
+    print(f"serving {names} on http://{args.host}:{args.port}/v1", flush=True)
+    config = uvicorn.Config(create_app(served), host=args.host, port=args.port, log_level=args.log_level)
+    _server_class()(config).run()
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM / SIGINT after the graceful stop ends the process with
+        exit code 0 (uvicorn re-raises the signal, which reads as a crash to process managers)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
