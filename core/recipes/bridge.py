@@ -117,3 +117,11 @@ def read_prompt_rows(spec: str) -> list[tuple[dict, list[dict]]]:
     if parsed.n is not None:
         out = out[: parsed.n]
     return out
+
+
+def personalize(examples: Sequence[dict], *, system: str | None, model_name: Sequence[str],
+                model_author: Sequence[str]) -> list[dict]:
+    """``--model_name`` / ``--model_author`` filled into self-cognition rows; ``--system`` where none."""
+    from ..data.identity import fill_identity, system_prompt, with_system
+
+    return with_system(fill_identity(examples, model_name, model_author), system_prompt(system))

@@ -205,6 +205,8 @@ def run_sft(args: SftArguments) -> SftResult:
     train_rows, val_rows = bridge.load_train_val(
         args.dataset, args.val_dataset, seed=args.seed, val_ratio=args.val_ratio, skip_bad_rows=args.skip_bad_rows
     )
+    train_rows, val_rows = (bridge.personalize(rows, system=args.system, model_name=args.model_name,
+                                               model_author=args.model_author) for rows in (train_rows, val_rows))
     train = bridge.tokenize(train_rows, tokenizer, template, args.max_length, args.truncation, args.packing)
     val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
 
