@@ -45,6 +45,7 @@ _LAZY = {
     "sft": "recipes.calls",
     "infer": "recipes.calls",
     "export": "recipes.calls",
+    "rlhf": "recipes.calls",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
@@ -78,5 +79,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layers import WrapperLayer
     from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel
-    from .recipes.calls import export, infer, sft
+    from .recipes.calls import export, infer, rlhf, sft
     from .tuner import Tuner

@@ -4,7 +4,8 @@
 
 Canonical examples are plain dicts: ``{"messages": [{"role", "content"}, ...]}`` for chat SFT,
 ``{"text": str}`` for unsupervised / continued pre-training, ``{"text": str, "label": ...}``
-(optionally ``"text_pair"``) for classification.
+(optionally ``"text_pair"``) for classification; rlhf's preference kinds are described in
+``swiftune.data.preference``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 from .data.errors import DataError
 
-PRODUCES = ("messages", "text", "classification")
+PRODUCES = ("messages", "text", "classification", "preference", "kto", "prompt")
 
 
 class DatasetAdapter:
@@ -31,7 +32,8 @@ class DatasetAdapter:
     required_columns: ClassVar[frozenset[str]] = frozenset()
     #: Columns it reads when present.
     optional_columns: ClassVar[frozenset[str]] = frozenset()
-    #: What the adapter produces: "messages", "text" or "classification".
+    #: What the adapter produces: "messages", "text", "classification", or for rlhf "preference",
+    #: "kto" or "prompt" (see ``swiftune.data.preference``).
     produces: ClassVar[str] = "messages"
 
     @classmethod

@@ -35,3 +35,8 @@ def register_datasets(register: Register) -> None:
 @hookspec
 def register_templates(register: Register) -> None:
     """Register chat templates."""
+
+
+@hookspec
+def register_rewards(register: Register) -> None:
+    """Register GRPO reward functions: ``register(swiftune.rewards.RewardFunction(name, func))``."""

@@ -38,11 +38,18 @@ def _is_dataset_entry(obj: Any) -> bool:
     return isinstance(obj, DatasetEntry)
 
 
+def _is_reward(obj: Any) -> bool:
+    from .rewards import RewardFunction
+
+    return isinstance(obj, RewardFunction)
+
+
 tuners: Registry = Registry("tuner", accepts=_is_tuner)
 models: Registry = Registry("model", accepts=_is_model_family)
 templates: Registry = Registry("template", accepts=_is_template)
 dataset_adapters: Registry = Registry("dataset adapter", accepts=_is_dataset_adapter)
 datasets: Registry = Registry("dataset", accepts=_is_dataset_entry, pattern=OWNED_NAME)
+rewards: Registry = Registry("reward", accepts=_is_reward)
 
 host = PluginHost(
     {
@@ -50,6 +57,7 @@ host = PluginHost(
         "register_models": [models],
         "register_datasets": [dataset_adapters, datasets],
         "register_templates": [templates],
+        "register_rewards": [rewards],
     }
 )
 
@@ -59,4 +67,5 @@ ALL: dict[str, Registry] = {
     "templates": templates,
     "datasets": datasets,
     "dataset-adapters": dataset_adapters,
+    "rewards": rewards,
 }

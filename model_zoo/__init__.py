@@ -1,4 +1,5 @@
-"""The built-in model zoo plugin: model families, chat templates, dataset adapters and datasets.
+"""The built-in model zoo plugin: model families, chat templates, dataset adapters, datasets and
+GRPO reward functions.
 
 Registered through the `swiftune` entry point (``model_zoo = "swiftune.model_zoo"``) exactly like
 a third-party plugin. Each hook defers to the subpackage that owns that registry.
@@ -24,5 +25,12 @@ def register_templates(register):
 @swiftune.hookimpl
 def register_datasets(register):
     from .datasets import register_all
+
+    register_all(register)
+
+
+@swiftune.hookimpl
+def register_rewards(register):
+    from .rewards import register_all
 
     register_all(register)

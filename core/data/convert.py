@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import DataError
+from .preference import KINDS as PREFERENCE_KINDS
+from .preference import check_preference_example
 from .readers import RawRows
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -95,8 +97,11 @@ def check_example(example: Any, produces: str) -> None:
             raise DataError("field 'text' must be text")
         if produces == "classification" and example.get("label") is None:
             raise DataError("missing field 'label'")
+    elif produces in PREFERENCE_KINDS:
+        check_preference_example(example, produces)
     else:
-        raise DataError(f"unknown example kind {produces!r}; expected messages, text or classification")
+        raise DataError(f"unknown example kind {produces!r}; expected messages, text, classification, "
+                        f"{', '.join(PREFERENCE_KINDS)}")
 
 
 def convert_rows(

@@ -7,5 +7,6 @@ Heavy imports (torch, transformers) happen inside the calls.
 from __future__ import annotations
 
 from .arguments import ExportArguments, InferArguments, SftArguments
+from .rlhf_arguments import RlhfArguments
 
-__all__ = ["SftArguments", "InferArguments", "ExportArguments"]
+__all__ = ["SftArguments", "InferArguments", "ExportArguments", "RlhfArguments"]

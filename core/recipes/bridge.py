@@ -21,8 +21,10 @@ def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None, trust_
 
 def resolve_template(name: str | None, model: Any, tokenizer: Any) -> Any:
     """The chat renderer: ``name``, else the tokenizer's own Jinja template, else the model family's."""
+    from ..cli.aliases import template_name as registered_name
     from ..data import get_renderer
 
+    name = registered_name(name)  # ms-swift's template names (qwen2, qwen3, ...) read as ours
     if not name and not getattr(tokenizer, "chat_template", None):
         from ..loading import family_for
 
@@ -41,6 +43,17 @@ def load_train_val(specs: Sequence[str], val_specs: Sequence[str], *, seed: int,
 
     return load_datasets(list(specs), seed=seed, val_ratio=0.0 if val_specs else val_ratio,
                          skip_bad_rows=skip_bad_rows, val_specs=list(val_specs))
+
+
+def load_preference_rows(specs: Sequence[str], val_specs: Sequence[str], *, seed: int, val_ratio: float,
+                         skip_bad_rows: bool, adapter: str | None) -> tuple[list[dict], list[dict], str]:
+    """rlhf's canonical examples, train and eval, and their kind (``preference``, ``kto``, ``prompt``)."""
+    from ..data import LoadStats, load_datasets
+
+    stats = LoadStats()
+    train, val = load_datasets(list(specs), seed=seed, val_ratio=0.0 if val_specs else val_ratio,
+                               skip_bad_rows=skip_bad_rows, val_specs=list(val_specs), adapter=adapter, stats=stats)
+    return train, val, stats.kind
 
 
 def tokenize(examples: Sequence[dict], tokenizer: Any, template: Any, max_length: int, truncation: str,

@@ -1,4 +1,5 @@
-"""``loss.png``: train loss (raw and smoothed) and eval loss against the step, from logging.jsonl."""
+"""``loss.png``: train loss (raw and smoothed) and eval loss against the step, from logging.jsonl;
+``plot_metric`` draws any other logged value the same way (rlhf's reward margin)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,38 @@ def plot_loss(records: Sequence[dict[str, Any]], path: str | Path, title: str = 
         ax.plot(steps, losses, color="tab:orange", marker="o", linewidth=1.5, label="eval loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_metric(records: Sequence[dict[str, Any]], key: str, path: str | Path, title: str = "") -> Path | None:
+    """``key`` (train, raw and smoothed) and ``eval_<key>`` against the step; None when never logged."""
+    train = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    evals = [(r["step"], r[f"eval_{key}"]) for r in records if r.get(f"eval_{key}") is not None]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        steps, values = zip(*train)
+        ax.plot(steps, values, color="tab:green", alpha=0.3, linewidth=1, label=key)
+        ax.plot(steps, smooth(values), color="tab:green", linewidth=2, label=f"{key} (smoothed)")
+    if evals:
+        steps, values = zip(*evals)
+        ax.plot(steps, values, color="tab:orange", marker="o", linewidth=1.5, label=f"eval_{key}")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

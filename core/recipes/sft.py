@@ -104,10 +104,16 @@ def check_reporters(report_to: list[str]) -> None:
 def training_arguments(args: SftArguments, output_dir: Path, precision: str, has_eval: bool, padding_free: bool = False):
     from transformers import TrainingArguments
 
+    return TrainingArguments(**training_kwargs(args, output_dir, precision, has_eval, padding_free))
+
+
+def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_eval: bool,
+                    padding_free: bool = False) -> dict[str, Any]:
+    """The ``TrainingArguments`` fields a run sets (TRL's configs subclass it and take them too)."""
     import torch
 
     eval_steps = args.eval_steps or args.save_steps
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=args.num_train_epochs,
         max_steps=args.max_steps,
@@ -148,8 +154,8 @@ def training_arguments(args: SftArguments, output_dir: Path, precision: str, has
     )
 
 
-def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, Any]) -> None:
-    data = {"command": "sft", "swiftune_version": __version__, **args.to_json_dict(), **resolved}
+def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, Any], command: str = "sft") -> None:
+    data = {"command": command, "swiftune_version": __version__, **args.to_json_dict(), **resolved}
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / f".{ARGS_NAME}.tmp"
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
@@ -177,6 +183,25 @@ def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any
     return "\n".join(lines)
 
 
+def save_final(trainer: Any, output_dir: Path) -> Path:
+    """Save the trained adapters to ``<output>/final`` through staging and one rename (all ranks call it)."""
+    from .trainer import STAGING, publish
+
+    final = output_dir / FINAL_NAME
+    staged = output_dir / STAGING / FINAL_NAME
+    if trainer.args.should_save and staged.exists():
+        shutil.rmtree(staged)
+    trainer.save_model(str(staged))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        publish(staged, final)
+        try:
+            (output_dir / STAGING).rmdir()  # only when empty: leftovers are kept for inspection
+        except OSError:
+            pass
+    return final
+
+
 def run_sft(args: SftArguments) -> SftResult:
     from .runtime import quiet_libraries
 
@@ -189,7 +214,7 @@ def run_sft(args: SftArguments) -> SftResult:
     from .finite_guard import FiniteGuard
     from .lean import lean_training
     from .plot import plot_loss
-    from .trainer import STAGING, SwiftTrainer, publish
+    from .trainer import SwiftTrainer
 
     check_reporters(args.report_to)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
@@ -241,18 +266,8 @@ def run_sft(args: SftArguments) -> SftResult:
     ):
         trainer.evaluate()
 
-    final = output_dir / FINAL_NAME
-    staged = output_dir / STAGING / FINAL_NAME
-    if trainer.args.should_save and staged.exists():
-        shutil.rmtree(staged)
-    trainer.save_model(str(staged))
-    trainer.accelerator.wait_for_everyone()
+    final = save_final(trainer, output_dir)
     if trainer.args.should_save:
-        publish(staged, final)
-        try:
-            (output_dir / STAGING).rmdir()  # only when empty: leftovers are kept for inspection
-        except OSError:
-            pass
         records = read_log(output_dir / LOG_NAME)
         plot_loss(records, output_dir / "loss.png", title=f"{args.model} + {args.tuner}")
         print(f"final adapter: {final}", flush=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..files import naming_file
 from ..serialization import adapter_dir
 from ..swift_model import SwiftModel
 from .answer_logits import keep_answer_positions
@@ -35,13 +36,18 @@ STATE_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Published checkpoints, oldest first (staging folders are never listed)."""
+def checkpoints_by_step(output_dir: str | Path) -> list[Path]:
+    """Every ``checkpoint-N`` folder, oldest step first (staging folders are never listed)."""
     root = Path(output_dir)
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Published checkpoints, oldest first (staging folders are never listed)."""
+    return [p for p in checkpoints_by_step(output_dir) if (p / STATE_FILE).is_file()]
 
 
 def newest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -72,45 +78,24 @@ def load_adapters_into(model: SwiftModel, folder: str | Path) -> None:
         tuner.load_state_dict(model.model, tuner.read_weights(adapter_dir(folder, name)))
 
 
-class SwiftTrainer(Trainer):
-    """A ``Trainer`` whose model is a ``SwiftModel``; see the module docstring."""
+class AdapterCheckpoints:
+    """Mixin for a ``Trainer`` subclass (``SwiftTrainer``, the rlhf trainers on TRL): checkpoints hold
+    the adapters of the ``SwiftModel`` and are published atomically (see the module docstring).
+
+    The ``SwiftModel`` is the trainer's model, or ``swift`` when the trainer is given the model
+    inside it (TRL's trainers want a transformers model)."""
 
     _staging = False
+    swift: SwiftModel | None = None
 
-    def __init__(self, *args: Any, no_kv_cache: bool = False, answer_logits_only: bool = False,
-                 head_loss: HeadLoss | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, swift: SwiftModel | None = None, **kwargs: Any) -> None:
+        self.swift = swift  # before the Trainer's __init__: TRL's trainers use it there (reference pass)
         super().__init__(*args, **kwargs)
-        self.no_kv_cache = no_kv_cache
-        self.answer_logits_only = answer_logits_only
-        self.head_loss = head_loss
-
-    # -- the loss -----------------------------------------------------------------------------------
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
-        if self.no_kv_cache:
-            inputs = {**inputs, "use_cache": False}
-        plain_loss = self.label_smoother is None and self.compute_loss_func is None
-        # Evaluation asks for the outputs too, but without compute_metrics it keeps only the loss.
-        logits_unused = not return_outputs or self.compute_metrics is None
-        if plain_loss and logits_unused:
-            if self.answer_logits_only:
-                inputs = keep_answer_positions(inputs)
-            if self.head_loss is not None and "labels" in inputs:
-                return self._fused_head_loss(model, inputs, return_outputs, num_items_in_batch)
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def _fused_head_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
-                         num_items_in_batch: Any) -> Any:
-        """``head_loss``'s loss, reduced and scaled as ``Trainer.compute_loss`` treats the model's own."""
-        takes_items = self.model_accepts_loss_kwargs and num_items_in_batch is not None
-        loss, outputs = self.head_loss.loss(model, inputs, num_items_in_batch if takes_items else None)
-        if self.args.average_tokens_across_devices and takes_items:
-            loss_scale = self.accelerator.num_processes // self.get_tp_size()
-            loss = loss * (loss_scale if self.args.n_gpu <= 1 else self.args.n_gpu)
-        return (loss, outputs) if return_outputs else loss
 
     # -- what a checkpoint holds ------------------------------------------------------------------
     def _swift_model(self) -> SwiftModel | None:
+        if self.swift is not None:
+            return self.swift
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         return model if isinstance(model, SwiftModel) else None
 
@@ -153,7 +138,8 @@ class SwiftTrainer(Trainer):
         self.accelerator.wait_for_everyone()
         self._staging = True
         try:
-            super()._save_checkpoint(model, trial)
+            with naming_file(staged, "write the checkpoint"):  # torch.save's errors name no file
+                super()._save_checkpoint(model, trial)
         finally:
             self._staging = False
         # Every rank has written its part (e.g. its RNG state) before the folder is published.
@@ -176,7 +162,7 @@ class SwiftTrainer(Trainer):
         limit = self.args.save_total_limit
         if not limit or limit <= 0:
             return
-        checkpoints = [Path(p) for p in sort_checkpoints(str(run_dir), PREFIX_CHECKPOINT_DIR)]
+        checkpoints = checkpoints_by_step(run_dir)
         protected = {checkpoints[-1]} if checkpoints else set()
         if self.state.best_model_checkpoint:
             protected.add(Path(self.state.best_model_checkpoint))
@@ -187,3 +173,39 @@ class SwiftTrainer(Trainer):
             if path not in protected:
                 retire(path, run_dir / STAGING)
                 excess -= 1
+
+
+class SwiftTrainer(AdapterCheckpoints, Trainer):
+    """A ``Trainer`` whose model is a ``SwiftModel``; see the module docstring."""
+
+    def __init__(self, *args: Any, no_kv_cache: bool = False, answer_logits_only: bool = False,
+                 head_loss: HeadLoss | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.no_kv_cache = no_kv_cache
+        self.answer_logits_only = answer_logits_only
+        self.head_loss = head_loss
+
+    # -- the loss -----------------------------------------------------------------------------------
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.no_kv_cache:
+            inputs = {**inputs, "use_cache": False}
+        plain_loss = self.label_smoother is None and self.compute_loss_func is None
+        # Evaluation asks for the outputs too, but without compute_metrics it keeps only the loss.
+        logits_unused = not return_outputs or self.compute_metrics is None
+        if plain_loss and logits_unused:
+            if self.answer_logits_only:
+                inputs = keep_answer_positions(inputs)
+            if self.head_loss is not None and "labels" in inputs:
+                return self._fused_head_loss(model, inputs, return_outputs, num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _fused_head_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                         num_items_in_batch: Any) -> Any:
+        """``head_loss``'s loss, reduced and scaled as ``Trainer.compute_loss`` treats the model's own."""
+        takes_items = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+        loss, outputs = self.head_loss.loss(model, inputs, num_items_in_batch if takes_items else None)
+        if self.args.average_tokens_across_devices and takes_items:
+            loss_scale = self.accelerator.num_processes // self.get_tp_size()
+            loss = loss * (loss_scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, outputs) if return_outputs else loss

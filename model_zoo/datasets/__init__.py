@@ -15,8 +15,10 @@ def register_all(register):
 
     from .adapters import ADAPTERS
     from .entries import ENTRIES
+    from .multiple_choice import MultipleChoiceAdapter
+    from .preference_adapters import PREFERENCE_ADAPTERS
 
-    for adapter in ADAPTERS:
+    for adapter in (*ADAPTERS, *PREFERENCE_ADAPTERS, MultipleChoiceAdapter):
         register(adapter)
     register(
         DatasetEntry(
