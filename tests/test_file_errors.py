@@ -100,3 +100,27 @@ def test_run_log_errors_name_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SwiftuneError) as info:
         read_log(log)
     assert f"{log} line 2" in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_a_checkpoint_that_cannot_be_written_is_named_and_not_published(tmp_path: Path) -> None:
+    """The adapter (32 KiB) fits under the limit, the optimizer state (twice that) does not."""
+    import resource
+    import signal
+
+    from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model
+
+    model, data = ensure_model(tmp_path / "assets"), ensure_data(tmp_path / "assets")
+    out = tmp_path / "run"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+
+    cmd = [sys.executable, "-m", "swiftune", "sft", "--model", str(model), "--dataset", str(data), "--output-dir",
+           str(out), "--max-steps", "2", "--save-steps", "2", "--val-ratio", "0", *TRAIN_FLAGS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, preexec_fn=limit)
+    assert proc.returncode != 0
+    assert str(out / ".staging" / "checkpoint-2") in proc.stderr, proc.stderr[-2000:]
+    assert not (out / "checkpoint-2").exists() and not (out / "final").exists()
