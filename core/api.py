@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from .adapter_dtype import AdapterDtype
 from .config import is_multi_adapter_mapping
 from .errors import AdapterLoadError
 from .serialization import CONFIG_NAME, DEFAULT_ADAPTER, check_adapter_name
@@ -17,21 +19,26 @@ class Swift:
     """Namespace of the public constructors of ``SwiftModel``."""
 
     @staticmethod
-    def prepare(model: nn.Module, config: Any, adapter_name: str = DEFAULT_ADAPTER) -> SwiftModel:
+    def prepare(
+        model: nn.Module, config: Any, adapter_name: str = DEFAULT_ADAPTER, *, adapter_dtype: AdapterDtype | torch.dtype = "auto"
+    ) -> SwiftModel:
         """Freeze ``model`` and add adapters to it.
 
         ``config`` is a ``TunerConfig``, a dict with a ``tuner`` key, a ``peft.PeftConfig``, or
         ``{adapter_name: config, ...}`` for several adapters at once (all active).
+        ``adapter_dtype``: dtype of the parameters the adapters add (``auto``: fp32 on a bf16 / fp16
+        base, else the base's dtype; ``float32``, ``bfloat16``, ``float16``).
         """
         swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
         configs = dict(config) if is_multi_adapter_mapping(config) else {adapter_name: config}
         for name, cfg in configs.items():
-            swift.add_adapter(name, cfg)
+            swift.add_adapter(name, cfg, adapter_dtype=adapter_dtype)
         return swift
 
     @staticmethod
     def from_pretrained(
-        model: nn.Module, path: str | Path, adapter_name: str | None = None, *, is_trainable: bool = False
+        model: nn.Module, path: str | Path, adapter_name: str | None = None, *, is_trainable: bool = False,
+        adapter_dtype: AdapterDtype | torch.dtype = "auto",
     ) -> SwiftModel:
         """Load the adapter(s) at ``path`` (swiftune's or PEFT's files) onto ``model``.
 
@@ -56,7 +63,7 @@ class Swift:
             hint = f" (folders {others} are not adapter names: pass one of them as the path)" if others else ""
             raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders{hint}")
         for name, folder in found:
-            swift.load_adapter(folder, name, active=False)
+            swift.load_adapter(folder, name, active=False, adapter_dtype=adapter_dtype)
         swift.set_active_adapters(_with_loaded(swift, [n for n, _ in found]))
         if not is_trainable:
             for p in swift.parameters():

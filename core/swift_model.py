@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import registries
+from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_parameters, resolve_adapter_dtype
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
@@ -66,12 +67,22 @@ class SwiftModel(nn.Module):
     def configs(self) -> dict[str, TunerConfig]:
         return {name: t.config for name, t in self.tuners.items()}
 
-    def add_adapter(self, adapter_name: str, config: Any, *, active: bool = True) -> Tuner:
-        """Inject a new adapter. It becomes active (alongside the others) unless ``active=False``."""
-        return self._add_adapter(adapter_name, config, active=active, loading=False)
+    def add_adapter(
+        self, adapter_name: str, config: Any, *, active: bool = True, adapter_dtype: AdapterDtype | torch.dtype = "auto"
+    ) -> Tuner:
+        """Inject a new adapter. It becomes active (alongside the others) unless ``active=False``.
 
-    def _add_adapter(self, adapter_name: str, config: Any, *, active: bool, loading: bool) -> Tuner:
+        ``adapter_dtype``: dtype of the parameters the adapter adds; ``auto`` is fp32 on a bf16 /
+        fp16 base, else the base's dtype (see ``swiftune.adapter_dtype``).
+        """
+        return self._add_adapter(adapter_name, config, active=active, loading=False, adapter_dtype=adapter_dtype)
+
+    def _add_adapter(
+        self, adapter_name: str, config: Any, *, active: bool, loading: bool, adapter_dtype: AdapterDtype | torch.dtype = "auto"
+    ) -> Tuner:
         check_adapter_name(adapter_name)
+        if not isinstance(adapter_dtype, torch.dtype) and adapter_dtype not in ADAPTER_DTYPES:
+            raise ConfigError(f"adapter_dtype must be one of {', '.join(ADAPTER_DTYPES)}; got {adapter_dtype!r}")
         if adapter_name in self.tuners:
             raise ConfigError(f"adapter '{adapter_name}' already exists; delete it first or pick another name")
         cfg = parse_config(config)
@@ -82,11 +93,15 @@ class SwiftModel(nn.Module):
             self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner})
         tuner.loading = loading
         self.model = tuner.prepare_model(self.model)
+        base_params = list(self.model.parameters())  # kept alive while ids are compared
+        before = {id(p) for p in base_params}
+        dtype = resolve_adapter_dtype(adapter_dtype, base_float_dtype(self.model))
         try:
             tuner.inject(self.model)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{cfg.tuner} (adapter '{adapter_name}'): {exc}") from exc
         tuner.loading = False
+        cast_parameters(_added_parameters(tuner, self.model, before), dtype)
         self.tuners[adapter_name] = tuner
         tuner.set_active(self.model, False)
         if active:
@@ -269,6 +284,15 @@ class SwiftModel(nn.Module):
     def __repr__(self) -> str:
         adapters = ", ".join(f"{n}: {t.name}" for n, t in self.tuners.items())
         return f"SwiftModel(adapters={{{adapters}}}, active={self._active})\n{self.model!r}"
+
+
+def _added_parameters(tuner: Tuner, model: nn.Module, before: set[int]) -> list[nn.Parameter]:
+    """The trainable parameters ``tuner`` added to ``model`` (not in ``before``), less the copies of
+    base modules (``modules_to_save``), which keep the base's dtype as in PEFT."""
+    from .modules_to_save import TrainableCopy
+
+    copies = {id(p) for m in model.modules() if isinstance(m, TrainableCopy) for p in m.modules_to_save.parameters()}
+    return [p for _, p in tuner.named_trainable_parameters(model) if id(p) not in before and id(p) not in copies]
 
 
 def _name_or_path(model: nn.Module) -> str | None:

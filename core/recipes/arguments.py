@@ -66,6 +66,7 @@ class SftArguments(CommandArguments):
     # -- tuner ----------------------------------------------------------------------------------
     tuner: str = Field("lora", description="registered tuner name (swiftune list tuners)")
     tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
+    adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")
     lorap_lr_ratio: float | None = Field(None, gt=0, description="LoRA+: the LoRA B matrices (and DoRA magnitudes) train at learning_rate times this (e.g. 16); embedding LoRA at 1e-6, as PEFT")
     adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")
 

@@ -235,7 +235,7 @@ def run_sft(args: SftArguments) -> SftResult:
     train = bridge.tokenize(train_rows, tokenizer, template, args.max_length, args.truncation, args.packing)
     val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
 
-    swift = Swift.prepare(model, tuner_config)
+    swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
     lean = lean_training(args, swift, precision)
     trainer = SwiftTrainer(
         model=swift,

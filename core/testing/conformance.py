@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -107,10 +108,12 @@ def prepared(config: Config, case: ModelCase, train: int = 0, seed: int = 0) -> 
     return model
 
 
-def base_model(config: Config, case: ModelCase) -> nn.Module:
-    """``case``'s model as the tuner's ``prepare_model`` leaves it (e.g. quantized for QLoRA): the base
-    that a fresh or disabled adapter must reproduce. The plain model for tuners that prepare nothing."""
-    return tuner_instance(config).prepare_model(case.build())
+def base_model(config: Config, case: ModelCase, dtype: torch.dtype | None = None) -> nn.Module:
+    """``case``'s model (in ``dtype`` if given) as the tuner's ``prepare_model`` leaves it (e.g.
+    quantized for QLoRA): the base that a fresh or disabled adapter must reproduce. The plain model
+    for tuners that prepare nothing."""
+    model = case.build()
+    return tuner_instance(config).prepare_model(model if dtype is None else model.to(dtype))
 
 
 def _trainable(model: SwiftModel, adapter: str = "default") -> dict[str, nn.Parameter]:
@@ -283,6 +286,32 @@ def check_two_adapters(config: Config, case: ModelCase) -> None:
         assert_close(logits_of(model, case), base, "base logits with 'second' disabled", atol=EXACT)
 
 
+def check_half_precision_base(config: Config, case: ModelCase) -> None:
+    """On a bf16 base the parameters the adapter adds are fp32 (``adapter_dtype="auto"``), the base's
+    keep their dtype, the outputs stay bf16, and one backward gives every added parameter an fp32 gradient."""
+    base = case.build().to(torch.bfloat16)
+    originals = list(base.parameters())  # kept alive: ids of freed tensors are reused
+    base_ids = {id(p) for p in originals}
+    prepared_base = base_model(config, case, torch.bfloat16)
+    with torch.no_grad():
+        base_dtype = case.logits(prepared_base, case.batch(0).inputs).dtype
+    model = Swift.prepare(base, config)
+    added = {n: p for n, p in _trainable(model).items() if id(p) not in base_ids and p.is_floating_point()}
+    copies = {id(p) for m in model.modules() if type(m).__name__ == "TrainableCopy" for p in m.modules_to_save.parameters()}
+    wrong = [f"{n}: {p.dtype}" for n, p in added.items() if id(p) not in copies and p.dtype != torch.float32]
+    assert not wrong, f"parameters the adapter added are not fp32 on a bf16 base: {wrong[:5]}"
+    # The base as the tuner's prepare_model leaves it (QLoRA upcasts what it does not quantize, as PEFT does).
+    expected = Counter((p.dtype, p.numel()) for p in prepared_base.parameters())
+    got = Counter((p.dtype, p.numel()) for p in model.parameters() if not any(p is q for q in added.values()))
+    assert got == expected, f"base parameters changed dtype: {sorted(map(str, (got - expected).elements()))[:5]}"
+    assert case.logits(model, case.batch(0).inputs).dtype == base_dtype, "the adapted model's output dtype differs from the base's"
+    loss = case.loss(model, case.batch(0))
+    assert torch.isfinite(loss), f"non-finite loss {loss.item()} on a bf16 base"
+    loss.backward()
+    missing = [n for n, p in added.items() if p.requires_grad and (p.grad is None or p.grad.dtype != p.dtype)]
+    assert not missing, f"added parameters without a gradient of their own dtype after backward: {missing[:5]}"
+
+
 # -- the catalogue -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Check:
@@ -304,6 +333,11 @@ def _needs_capacity(cls: type[Tuner], case: ModelCase) -> str | None:
     return None if cls.memorises else f"tuner '{cls.name}' declares memorises = False (too few parameters)"
 
 
+def _needs_token_inputs(cls: type[Tuner], case: ModelCase) -> str | None:
+    # A bf16 plain module would need its float inputs converted too: that is the caller's business.
+    return None if case.is_transformers else f"model '{case.name}' takes float inputs, not token ids"
+
+
 def _needs_own_parameters(cls: type[Tuner], case: ModelCase) -> str | None:
     return f"tuner '{cls.name}' trains base parameters, which two adapters would share" if cls.trains_base_parameters else None
 
@@ -319,6 +353,7 @@ CHECKS: dict[str, Check] = {
         Check("memorise", check_memorise, _needs_capacity),
         Check("generate", check_generate, _needs_causal_lm),
         Check("two_adapters", check_two_adapters, _needs_own_parameters),
+        Check("half_precision_base", check_half_precision_base, _needs_token_inputs),
     )
 }
 

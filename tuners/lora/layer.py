@@ -216,16 +216,27 @@ class LoraLinear(LoraLayer):
         """Base + one LoRA pair as one autograd node (fused.py), or None where that would differ.
 
         The input conditions are those under which ``F.linear`` itself runs the same (add)mm, so the
-        base part is the base layer's output. Under autocast the plain path runs: a fused bf16
-        variant (in-place rank-r bf16 GEMMs) measured slower on CPU than autocast's own ``linear``.
+        base part is the base layer's output. The op computes in the base weight's dtype: adapter
+        weights of another dtype (fp32 on a bf16 base) enter it cast to that dtype, exactly as
+        autocast casts them, and their gradients come back in their own dtype. Under autocast the
+        fused op runs on accelerators only when the base weight already is in the autocast dtype
+        (the input is cast to it, as autocast's ``linear`` does); on CPU the plain path runs: a
+        fused bf16 variant (in-place rank-r bf16 GEMMs) measured slower there than autocast's own
+        ``linear``.
         """
         a, b, w, bias = self.lora_A[name].weight, self.lora_B[name].weight, base.weight, base.bias
         if not (x.dim() == 2 or (x.dim() > 2 and x.is_contiguous())):
             return None
-        if not (a.dtype == b.dtype == w.dtype == x.dtype and (bias is None or bias.dtype == w.dtype)):
+        if not (w.is_floating_point() and (bias is None or bias.dtype == w.dtype)):
             return None
         if torch.is_autocast_enabled(x.device.type):
+            if x.device.type == "cpu" or w.dtype != torch.get_autocast_dtype(x.device.type):
+                return None
+            x = x.to(w.dtype)
+        elif x.dtype != w.dtype:
             return None
+        if a.dtype != w.dtype:
+            a, b = a.to(w.dtype), b.to(w.dtype)
         return lora_linear(x, self._drop(x, name), w, bias, a, b, self.scaling[name])
 
 
