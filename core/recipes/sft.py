@@ -19,6 +19,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError
 from .arguments import SftArguments
+from .compat import activation_checkpointing
 from .runtime import is_main_process, resolve_precision, world_size
 
 ARGS_NAME = "args.json"
@@ -126,7 +127,7 @@ def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_ev
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm,
         optim=args.optim,
-        activation_checkpointing=args.gradient_checkpointing,
+        **activation_checkpointing(args.gradient_checkpointing),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         logging_steps=args.logging_steps,
