@@ -29,12 +29,13 @@ _FLOAT = (torch.float32, torch.float16, torch.bfloat16)
 
 def initialise(layer: LoraLinear, name: str, method: str) -> None:
     """Set adapter ``name``'s A and B by ``method`` and subtract ``s B A`` from the base weight."""
-    weight = layer.dense_weight()
-    if weight.dtype not in _FLOAT:
+    stored = layer.get_base_layer().weight.dtype
+    if stored not in _FLOAT:
         raise ValueError(
-            f"init_lora_weights={method!r} rewrites the base weight and needs a float one, not {weight.dtype} "
+            f"init_lora_weights={method!r} rewrites the base weight and needs a float one, not {stored} "
             "(a quantized base: initialise with the lora tuner on the float model, then quantize the residual)"
         )
+    weight = layer.dense_weight()
     r = layer.lora_A[name].weight.shape[0]
     if r > min(weight.shape):
         raise ValueError(f"init_lora_weights={method!r}: r={r} exceeds the weight's smaller side {min(weight.shape)}")
