@@ -31,6 +31,7 @@ _LAZY = {
     "WrapperLayer": "layers",
     "cast_frozen_linears": "frozen_weights",
     "linear_cross_entropy": "fused_loss",
+    "loraplus_param_groups": "loraplus",
     "registries": None,
     "errors": None,
     "module_utils": None,
@@ -46,6 +47,8 @@ _LAZY = {
     "infer": "recipes.calls",
     "export": "recipes.calls",
     "rlhf": "recipes.calls",
+    "deploy": "recipes.calls",
+    "evaluate": "recipes.calls",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
@@ -79,5 +82,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layers import WrapperLayer
     from .model_family import ModelFamily
     from .swift_model import ParameterSummary, SwiftModel
-    from .recipes.calls import export, infer, rlhf, sft
+    from .recipes.calls import deploy, evaluate, export, infer, rlhf, sft
     from .tuner import Tuner

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 from .data.errors import DataError
 
-PRODUCES = ("messages", "text", "classification", "preference", "kto", "prompt")
+PRODUCES = ("messages", "text", "classification", "preference", "kto", "prompt", "multiple_choice")
 
 
 class DatasetAdapter:
@@ -32,8 +32,9 @@ class DatasetAdapter:
     required_columns: ClassVar[frozenset[str]] = frozenset()
     #: Columns it reads when present.
     optional_columns: ClassVar[frozenset[str]] = frozenset()
-    #: What the adapter produces: "messages", "text", "classification", or for rlhf "preference",
-    #: "kto" or "prompt" (see ``swiftune.data.preference``).
+    #: What the adapter produces: "messages", "text", "classification", for rlhf "preference",
+    #: "kto" or "prompt" (see ``swiftune.data.preference``), for eval "multiple_choice"
+    #: (``messages`` plus ``choices`` and the ``answer`` index).
     produces: ClassVar[str] = "messages"
 
     @classmethod

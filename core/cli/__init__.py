@@ -56,7 +56,12 @@ RECIPES = {
     "export": "merge adapters into the base model and save a plain transformers model",
     "rlhf": "preference tuning on TRL: --rlhf_type dpo|orpo|kto|simpo|cpo|grpo (flags and YAML as sft)",
     "deploy": "serve a model and its adapters over an OpenAI-compatible HTTP API",
+    "eval": "score the base model and each adapter on the same data (answers, multiple choice, perplexity)",
 }
+
+
+#: Python names of the recipe calls where the command's name is a Python builtin.
+CALL_NAMES = {"eval": "evaluate"}
 
 
 def run_recipe(command: str, argv: Sequence[str]) -> int:
@@ -67,7 +72,7 @@ def run_recipe(command: str, argv: Sequence[str]) -> int:
     arguments = parse_command(COMMANDS[command], argv, prog=f"swiftune {command}")
     from ..recipes import calls
 
-    getattr(calls, command)(arguments)
+    getattr(calls, CALL_NAMES.get(command, command))(arguments)
     return 0
 
 

@@ -99,9 +99,13 @@ def check_example(example: Any, produces: str) -> None:
             raise DataError("missing field 'label'")
     elif produces in PREFERENCE_KINDS:
         check_preference_example(example, produces)
+    elif produces == "multiple_choice":
+        choices, answer = example.get("choices"), example.get("answer")
+        if not isinstance(choices, list) or len(choices) < 2 or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise DataError("a multiple-choice example needs 'choices' (two or more) and 'answer' (an index into them)")
     else:
         raise DataError(f"unknown example kind {produces!r}; expected messages, text, classification, "
-                        f"{', '.join(PREFERENCE_KINDS)}")
+                        f"{', '.join(PREFERENCE_KINDS)}, multiple_choice")
 
 
 def convert_rows(

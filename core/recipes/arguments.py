@@ -66,7 +66,6 @@ class SftArguments(CommandArguments):
     # -- tuner ----------------------------------------------------------------------------------
     tuner: str = Field("lora", description="registered tuner name (swiftune list tuners)")
     tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
-    adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")
     lorap_lr_ratio: float | None = Field(None, gt=0, description="LoRA+: the LoRA B matrices (and DoRA magnitudes) train at learning_rate times this (e.g. 16); embedding LoRA at 1e-6, as PEFT")
     adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")
 
@@ -213,10 +212,37 @@ class DeployArguments(CommandArguments):
 
 from .rlhf_arguments import RlhfArguments  # noqa: E402 - it extends SftArguments, defined above
 
+class EvalArguments(CommandArguments):
+    """``swiftune eval``: score the base model and each adapter on the same data."""
+
+    model: str | None = Field(None, description="base model (default: the one in the first adapter's args.json)")
+    adapters: list[str] = Field(default_factory=list, description="name=path (or a path, named after its folder); repeatable")
+    eval_dataset: list[str] = Field(default_factory=list, description="name_or_path[:split][#N]: chat rows with answers, multiple-choice rows or text; repeatable")
+    eval_limit: int | None = Field(None, ge=1, description="score at most N examples per dataset")
+    eval_backend: Literal["native", "lm_eval"] = Field("native", description="native, or lm_eval (lm-evaluation-harness, when installed)")
+    tasks: list[str] = Field(default_factory=list, description="lm_eval: the harness's task names; repeatable")
+    skip_base: bool = Field(False, description="do not score the base model alone")
+    template: str | None = Field(None, description="chat template (default: from args.json or the model family)")
+    answer_regex: str | None = Field(None, description="compare what this regex extracts (its first group) from answer and reference")
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated per answer (greedy)")
+    max_length: int = Field(2048, ge=8, description="prompt tokens kept")
+    batch_size: int = Field(8, ge=1, description="prompts generated together")
+    precision: Precision = Field("auto", description="auto: the model's dtype on GPU, fp32 on CPU")
+    result_path: str | None = Field(None, description="results JSON (default: eval_output/eval-<time>.json)")
+    skip_bad_rows: bool = Field(False, description="drop rows that do not convert instead of failing")
+    seed: int = Field(42, description="seed of the data order")
+
+    @field_validator("adapters", "eval_dataset", "tasks", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
 COMMANDS: dict[str, type[CommandArguments]] = {
     "sft": SftArguments,
     "infer": InferArguments,
     "export": ExportArguments,
     "rlhf": RlhfArguments,
     "deploy": DeployArguments,
+    "eval": EvalArguments,
 }

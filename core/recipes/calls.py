@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from .arguments import DeployArguments, ExportArguments, InferArguments, SftArguments
+from .arguments import DeployArguments, EvalArguments, ExportArguments, InferArguments, SftArguments
 from .rlhf_arguments import RlhfArguments
 
-__all__ = ["sft", "infer", "export", "deploy", "rlhf"]
+__all__ = ["sft", "infer", "export", "deploy", "rlhf", "evaluate"]
 
 
 def sft(config: SftArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
@@ -56,3 +56,11 @@ def rlhf(config: RlhfArguments | Mapping[str, Any] | str | Path | None = None, *
     from .rlhf import run_rlhf
 
     return run_rlhf(from_python(RlhfArguments, config, **kwargs))
+
+
+def evaluate(config: EvalArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Score the base model and each adapter on the same data (``swiftune eval``); returns the results."""
+    from ..cli.args import from_python
+    from .evaluate import run_eval
+
+    return run_eval(from_python(EvalArguments, config, **kwargs))

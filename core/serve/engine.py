@@ -11,16 +11,16 @@ on its seed only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
+from ..recipes.adapter_choice import only_adapter
 from ..recipes.arguments import GenerationArguments
 from ..recipes.generation import Generator
 from .rows import BatchRows, RowState, RowStops, RowStreamer
@@ -142,20 +142,6 @@ class Engine:
                     job.send("error", f"{type(exc).__name__}: {exc}")
 
     # -- generation -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _adapter(self, name: str | None) -> Iterator[None]:
-        """Only ``name`` active (``None``: the base model alone) for the duration of a batch."""
-        model = self.generator.model
-        if not hasattr(model, "set_active_adapters"):
-            yield
-            return
-        if name is None:
-            with model.disable_adapters():
-                yield
-            return
-        model.set_active_adapters([name])
-        yield
-
     def run_batch(self, batch: list[Job]) -> None:
         gen = self.generator
         first = batch[0]
@@ -181,7 +167,7 @@ class Engine:
             torch.manual_seed(first.seed)
         self.batches_run += 1
         self.largest_batch = max(self.largest_batch, len(batch))
-        with self._adapter(first.adapter), torch.no_grad():
+        with only_adapter(gen.model, first.adapter), torch.no_grad():
             gen.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                streamer=RowStreamer(rows), stopping_criteria=[RowStops(rows)],
                                **gen.generation_kwargs(settings))

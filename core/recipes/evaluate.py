@@ -1,0 +1,195 @@
+"""``swiftune eval``: score the base model and each adapter on the same data, side by side.
+
+Every dataset goes through the registered dataset adapters; the kind of example decides the
+measure: chat examples ending in an assistant answer are generated and compared with it
+(exact match, contains, and a regex-extracted match with ``--answer_regex``), multiple-choice items
+are scored by log-likelihood (accuracy), plain text by perplexity. The base model runs with
+every adapter off, so the gain of each adapter is read off one table. ``--eval_backend lm_eval``
+hands the same model object to lm-evaluation-harness instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .arguments import EvalArguments, GenerationArguments
+
+BASE = "base"
+
+
+def run_eval(args: EvalArguments) -> dict[str, Any]:
+    """Returns the results (also written to ``--result_path`` and printed as a table)."""
+    from transformers import set_seed
+
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    set_seed(args.seed)
+    if args.eval_backend == "lm_eval":
+        return _run_lm_eval(args)
+    if not args.eval_dataset:
+        raise ConfigError("--eval_dataset: give at least one dataset (a registered name or a local file)")
+    generator, routes = _build(args)
+    results: dict[str, Any] = {"model": generator.model_name, "datasets": {}}
+    samples: list[dict[str, Any]] = []
+    for spec in args.eval_dataset:
+        examples, kind = _load(spec, args)
+        scores = {}
+        for label, adapter in routes.items():
+            from .adapter_choice import only_adapter
+
+            with only_adapter(generator.generator.model, adapter):
+                scores[label], rows = _score(kind, examples, generator.generator, args)
+            samples += [{"dataset": spec, "model": label, **row} for row in rows]
+        results["datasets"][spec] = {"kind": kind, "n": len(examples), "scores": scores}
+    _write(results, samples, args)
+    print(table(results))
+    return results
+
+
+class _Built:
+    def __init__(self, generator: Any, model_name: str) -> None:
+        self.generator, self.model_name = generator, model_name
+
+
+def _build(args: EvalArguments) -> tuple[_Built, dict[str, str | None]]:
+    import torch
+
+    from .deploy import adapter_specs
+    from .generation import Generator
+    from .infer import inference_dtype
+    from .rebuild import rebuild
+
+    pairs = adapter_specs(args.adapters)
+    if not pairs and not args.model:
+        raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
+    built = rebuild([p for _, p in pairs], model=args.model, template=args.template, dtype=inference_dtype(args.precision))
+    model = built.model.to("cuda") if torch.cuda.is_available() else built.model
+    model.eval()
+    routes: dict[str, str | None] = {} if args.skip_base else {BASE: None}
+    routes.update({public: internal for (public, _), internal in zip(pairs, built.adapters)})
+    if not routes:
+        raise ConfigError("--skip_base: there is no adapter to evaluate either (give --adapters)")
+    generator = Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=args.max_length)
+    return _Built(generator, built.base), routes
+
+
+def _load(spec: str, args: EvalArguments) -> tuple[list[dict], str]:
+    from ..data.load import load_dataset
+
+    examples, kind = load_dataset(spec, seed=args.seed, skip_bad_rows=args.skip_bad_rows)
+    if kind not in ("messages", "multiple_choice", "text"):
+        raise ConfigError(f"--eval_dataset {spec}: gives {kind} examples; eval scores chat answers, multiple-choice "
+                          "items (question, choices, answer) or plain text")
+    if kind == "messages":
+        examples = [e for e in examples if e["messages"] and e["messages"][-1]["role"] == "assistant"]
+        if not examples:
+            raise ConfigError(f"--eval_dataset {spec}: no example ends with an assistant answer to compare with")
+    return examples[: args.eval_limit] if args.eval_limit else examples, kind
+
+
+def _score(kind: str, examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
+    if kind == "messages":
+        return _score_answers(examples, gen, args)
+    if kind == "multiple_choice":
+        return _score_choices(examples, gen, args)
+    return _score_text(examples, gen, args)
+
+
+def _score_answers(examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
+    from ..evaluation import metrics
+
+    pattern = re.compile(args.answer_regex) if args.answer_regex else None
+    settings = GenerationArguments(max_new_tokens=args.max_new_tokens, do_sample=False)
+    rows: list[dict] = []
+    for start in range(0, len(examples), args.batch_size):
+        chunk = examples[start : start + args.batch_size]
+        prompts = [gen.encode(e["messages"][:-1]) for e in chunk]
+        for example, answer in zip(chunk, gen.generate(prompts, settings)):
+            reference = example["messages"][-1]["content"]
+            row = {"prediction": answer, "reference": reference,
+                   "exact_match": metrics.exact_match(answer, reference),
+                   "contains": metrics.contains(answer, reference)}
+            if pattern is not None:
+                row["regex_match"] = metrics.exact_match(answer, reference, pattern)
+            rows.append(row)
+    names = ["exact_match", "contains"] + (["regex_match"] if pattern is not None else [])
+    return {n: metrics.mean(float(r[n]) for r in rows) for n in names}, rows
+
+
+def _score_choices(examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
+    from ..evaluation import likelihood, metrics
+
+    rows = []
+    for example in examples:
+        prompt = gen.encode(example["messages"])
+        choices = [gen.tokenizer(c, add_special_tokens=False)["input_ids"] for c in example["choices"]]
+        rows.append(likelihood.multiple_choice(gen.model, prompt, choices, example["answer"], args.max_length))
+    return {n: metrics.mean(r[n] for r in rows) for n in ("accuracy", "accuracy_norm")}, rows
+
+
+def _score_text(examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
+    from ..evaluation import likelihood
+
+    total, count, rows = 0.0, 0, []
+    for example in examples:
+        nll, n = likelihood.negative_log_likelihood(gen.model, gen.tokenizer(example["text"])["input_ids"], args.max_length)
+        total, count = total + nll, count + n
+        rows.append({"tokens": n, "perplexity": likelihood.perplexity(nll, n)})
+    return {"perplexity": likelihood.perplexity(total, count), "tokens": float(count)}, rows
+
+
+def _write(results: dict, samples: list[dict], args: EvalArguments) -> None:
+    path = Path(args.result_path or f"eval_output/eval-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    samples_path = path.with_suffix(".samples.jsonl")
+    samples_path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    results["result_path"] = str(path)
+    print(f"wrote {path} (and the per-example {samples_path.name})")
+
+
+def table(results: dict) -> str:
+    """One line per dataset and measure, one column per model (base first)."""
+    lines = []
+    for spec, entry in results["datasets"].items():
+        models = list(entry["scores"])
+        lines.append(f"{spec} ({entry['kind']}, {entry['n']} examples)")
+        lines.append("  " + "measure".ljust(16) + "".join(m[:14].rjust(16) for m in models))
+        for measure in next(iter(entry["scores"].values())):
+            cells = "".join(f"{entry['scores'][m][measure]:16.4f}" for m in models)
+            lines.append("  " + measure.ljust(16) + cells)
+    return "\n".join(lines)
+
+
+def _run_lm_eval(args: EvalArguments) -> dict[str, Any]:
+    """lm-evaluation-harness over the same model object (its tasks usually download their data)."""
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+    except ImportError:
+        raise ConfigError("--eval_backend lm_eval: lm-evaluation-harness is not installed (pip install lm-eval)") from None
+    if not args.tasks:
+        raise ConfigError("--tasks: name the lm-evaluation-harness tasks to run (e.g. --tasks arc_easy hellaswag)")
+    generator, routes = _build(args)
+    from .adapter_choice import only_adapter
+
+    results: dict[str, Any] = {"model": generator.model_name, "backend": "lm_eval", "tasks": {}}
+    for label, adapter in routes.items():
+        with only_adapter(generator.generator.model, adapter):
+            lm = HFLM(pretrained=generator.generator.model, tokenizer=generator.generator.tokenizer,
+                      batch_size=args.batch_size)
+            out = lm_eval.simple_evaluate(model=lm, tasks=list(args.tasks), limit=args.eval_limit)
+        results["tasks"][label] = out.get("results", {})
+    path = Path(args.result_path or f"eval_output/lm_eval-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(json.dumps(results["tasks"], indent=2, default=str))
+    return results
