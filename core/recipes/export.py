@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ConfigError
 from .arguments import ExportArguments
+from .run_folder import check_output_apart, folders_read
 
 EXPORT_INFO = "swiftune_export.json"
 
@@ -30,6 +31,8 @@ def run_export(args: ExportArguments) -> Path:
     if not args.adapter:
         raise ConfigError("--adapter: required (an adapter folder or sft output folder; repeatable)")
     output = Path(args.output).expanduser()
+    # Never over, into or around what is read: --overwrite would delete the adapters being merged.
+    check_output_apart(output, folders_read(args.adapter, args.model))
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise ConfigError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
 

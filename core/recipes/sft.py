@@ -20,6 +20,7 @@ from .. import __version__
 from ..errors import ConfigError
 from .arguments import SftArguments
 from .compat import activation_checkpointing
+from .run_folder import check_resume, completed_step, final_from_checkpoint, refuse_previous_run
 from .runtime import is_main_process, resolve_precision, world_size
 
 ARGS_NAME = "args.json"
@@ -52,7 +53,6 @@ def resolve_model(name: str) -> str:
 def resume_checkpoint(args: SftArguments, output_dir: Path) -> str | None:
     """The checkpoint to resume from (None: start from step 0); refuses to clobber a previous run."""
     from .checkpoint_check import check_resumable, newest_good_checkpoint
-    from .trainer import complete_checkpoints
 
     if isinstance(args.resume, str):
         path = Path(args.resume)
@@ -65,11 +65,8 @@ def resume_checkpoint(args: SftArguments, output_dir: Path) -> str | None:
         if found is None and is_main_process():
             print(f"swiftune: no checkpoint in {output_dir} yet; starting from step 0")
         return str(found) if found else None
-    if complete_checkpoints(output_dir) and not args.overwrite_output_dir:
-        raise ConfigError(
-            f"--output-dir: {output_dir} already holds checkpoints; pass --resume to continue that run, "
-            "--overwrite-output-dir to start afresh, or another --output-dir"
-        )
+    if not args.overwrite_output_dir:
+        refuse_previous_run(output_dir)  # checkpoints, or a finished run's final/, args.json, log
     return None
 
 
@@ -155,12 +152,13 @@ def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_ev
     )
 
 
-def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, Any], command: str = "sft") -> None:
+def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, Any], command: str = "sft") -> dict[str, Any]:
     data = {"command": command, "swiftune_version": __version__, **args.to_json_dict(), **resolved}
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / f".{ARGS_NAME}.tmp"
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, output_dir / ARGS_NAME)
+    return data
 
 
 def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any, trainer: Any,
@@ -204,6 +202,15 @@ def save_final(trainer: Any, output_dir: Path) -> Path:
 
 
 def run_sft(args: SftArguments) -> SftResult:
+    """Fine-tune; the run folder is locked for the whole run (a second run there fails at once)."""
+    from .run_lock import locked_run_folder
+
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    with locked_run_folder(output_dir):
+        return _run_sft(args, output_dir)
+
+
+def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     from .runtime import quiet_libraries
 
     quiet_libraries()  # before the imports below, which pull in the libraries that warn at import
@@ -218,9 +225,16 @@ def run_sft(args: SftArguments) -> SftResult:
     from .trainer import SwiftTrainer
 
     check_reporters(args.report_to)
-    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     tuner_config = args.tuner_config()
     resume = resume_checkpoint(args, output_dir)
+    if args.resume:
+        args = check_resume(args, output_dir, resume)  # the run's model and tuner, before anything is written
+        done = completed_step(args, resume)
+        if done is not None:
+            final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
+            print(f"swiftune: the run in {output_dir} is complete (step {done}, {Path(resume).name}); nothing to "
+                  "train. A larger --max-steps or --num-train-epochs continues it", flush=True)
+            return SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
     if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
         clear_previous_run(output_dir)
     precision = resolve_precision(args.precision)
@@ -255,7 +269,7 @@ def run_sft(args: SftArguments) -> SftResult:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
                     "resolved_precision": precision}
-        write_args_json(args, output_dir, resolved)
+        trainer.run_args = write_args_json(args, output_dir, resolved)  # also into each checkpoint and final/
         print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir), flush=True)
         print(f"lean       {lean.describe()}", flush=True)
         if resume:

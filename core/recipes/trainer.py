@@ -110,6 +110,10 @@ class AdapterCheckpoints:
         swift.save_pretrained(output_dir)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
+        if getattr(self, "run_args", None):  # what this checkpoint was trained with: it rebuilds its own model
+            from .run_folder import ARGS_NAME, write_json_atomic
+
+            write_json_atomic(Path(output_dir) / ARGS_NAME, self.run_args)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         swift = self._swift_model()
