@@ -65,7 +65,7 @@ def build_served(args: DeployArguments):
     if not pairs and not args.model:
         raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
     built = rebuild([path for _, path in pairs], model=args.model, template=args.template,
-                    dtype=inference_dtype(args.precision))
+                    dtype=inference_dtype(args.precision), trust_remote_code=args.allows_remote_code())
     model = built.model
     if torch.cuda.is_available():
         model = model.to("cuda")

@@ -68,7 +68,8 @@ def _build(args: EvalArguments) -> tuple[_Built, dict[str, str | None]]:
     pairs = adapter_specs(args.adapters)
     if not pairs and not args.model:
         raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
-    built = rebuild([p for _, p in pairs], model=args.model, template=args.template, dtype=inference_dtype(args.precision))
+    built = rebuild([p for _, p in pairs], model=args.model, template=args.template, dtype=inference_dtype(args.precision),
+                    trust_remote_code=args.allows_remote_code())
     model = built.model.to("cuda") if torch.cuda.is_available() else built.model
     model.eval()
     routes: dict[str, str | None] = {} if args.skip_base else {BASE: None}

@@ -80,7 +80,7 @@ def reference_model(args: RlhfArguments, swift: Any) -> Any:
     trains_base = any(t.trains_base_parameters for t in swift.tuners.values())
     if args.ref_model is None and not trains_base:
         return None
-    ref, _ = bridge.load_model_and_tokenizer(args.ref_model or args.model)
+    ref, _ = bridge.load_model_and_tokenizer(args.ref_model or args.model, trust_remote_code=args.allows_remote_code())
     ref.eval().requires_grad_(False)
     return ref
 
@@ -141,7 +141,7 @@ def run_rlhf(args: RlhfArguments) -> SftResult:
     precision = resolve_precision(args.precision)
 
     set_seed(args.seed)
-    model, tokenizer = bridge.load_model_and_tokenizer(args.model)
+    model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = load_rows(args, template)
     swift = Swift.prepare(model, tuner_config)
