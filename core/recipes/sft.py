@@ -222,6 +222,7 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     from .finite_guard import FiniteGuard
     from .lean import lean_training
     from .plot import plot_loss
+    from ..loraplus import loraplus_optimizer
     from .trainer import SwiftTrainer
 
     check_reporters(args.report_to)
@@ -252,10 +253,12 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
 
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
     lean = lean_training(args, swift, precision)
+    training_args = training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0,
+                                       padding_free=lean.padding_free)
     trainer = SwiftTrainer(
         model=swift,
-        args=training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0,
-                                padding_free=lean.padding_free),
+        args=training_args,
+        optimizer_cls_and_kwargs=loraplus_optimizer(training_args, args.lorap_lr_ratio, swift),
         train_dataset=train,
         eval_dataset=val,
         data_collator=bridge.collator(tokenizer, padding_free=lean.padding_free),
