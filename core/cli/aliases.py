@@ -243,6 +243,22 @@ def unsupported_message(name: str, flag: str) -> str | None:
     return f"{flag} is an ms-swift flag swiftune does not support yet: {reason} (see docs/migrating-from-ms-swift.md)"
 
 
+#: ms-swift template names -> registered templates that render the same text (names that are
+#: the same in both, such as chatml, llama3, gemma, phi3, need no entry). qwen3: ChatML without a
+#: default system prompt; swiftune inserts no <think> block.
+TEMPLATES: Mapping[str, str] = {
+    "qwen2": "qwen",
+    "qwen3": "chatml",
+    "qwen3_nothinking": "chatml",
+    "llama": "llama2",
+}
+
+
+def template_name(name: str | None) -> str | None:
+    """A registered template's name for ms-swift's ``name`` (unchanged when it is not an alias)."""
+    return TEMPLATES.get(name.lower(), name) if isinstance(name, str) else name
+
+
 # -- the tuner an ms-swift command line asks for ---------------------------------------------------
 TUNER_KEYS = ("tuner", "tuner_type", "train_type")
 QUANT_KEYS = ("quant_bits", "quant_method")

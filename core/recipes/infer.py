@@ -38,6 +38,8 @@ def build_generator(args: InferArguments) -> Generator:
         raise ConfigError("--adapter or --model: give an adapter (or sft output folder) or a base model")
     built = rebuild(args.adapter, model=args.model, template=args.template, dtype=inference_dtype(args.precision),
                     trust_remote_code=args.allows_remote_code())
+    if args.system is None and built.run_args.get("system"):
+        args.system = built.run_args["system"]  # the system prompt the adapter was trained with
     model = built.model
     if args.merge:
         if not built.adapters:

@@ -2,7 +2,8 @@
 
 An adapter argument may be an sft output folder (its ``final/`` adapter is used), a checkpoint
 folder or any adapter folder; the run's ``args.json`` (in that folder or its parent) names the base
-model and the template, so ``swiftune infer --adapter output/run`` needs nothing else.
+model and the template, so ``swiftune infer --adapter output/run`` needs nothing else. A checkpoint
+folder written by ms-swift works the same way (``ms_swift.py`` reads its ``args.json``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..serialization import CONFIG_NAME, check_adapter_name
+from . import ms_swift
 
 ARGS_NAME = "args.json"
 FINAL_NAME = "final"
@@ -38,14 +40,24 @@ def locate_adapter(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not (path / CONFIG_NAME).is_file() and (path / FINAL_NAME / CONFIG_NAME).is_file():
         folder = path / FINAL_NAME
     if not (folder / CONFIG_NAME).is_file():
+        if (path / ARGS_NAME).is_file():
+            ms_swift.check_adapter_folder(path, _read_args(path / ARGS_NAME))
         raise ConfigError(f"--adapter: {path}: no {CONFIG_NAME} there (nor in {FINAL_NAME}/); is it an adapter or sft output folder?")
     for candidate in (folder / ARGS_NAME, folder.parent / ARGS_NAME):
         if candidate.is_file():
-            try:
-                return folder, json.loads(candidate.read_text())
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{candidate}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+            return folder, ms_swift.read_run_args(_read_args(candidate), candidate)
     return folder, {}
+
+
+def _read_args(path: Path) -> dict[str, Any]:
+    """A run's args.json (swiftune's or ms-swift's)."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of training arguments")
+    return data
 
 
 def _base_of(folder: Path, run_args: dict[str, Any]) -> str | None:

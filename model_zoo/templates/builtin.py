@@ -29,6 +29,8 @@ def _llama3_turn(role: str) -> str:
 TEMPLATES: tuple[ChatTemplate, ...] = (
     _chatml("chatml", "ChatML <|im_start|>role ... <|im_end|> (SmolLM2, Qwen, many instruct models)"),
     _chatml("qwen", "ChatML with Qwen's default system prompt", "You are a helpful assistant."),
+    _chatml("qwen2_5", "ChatML with Qwen2.5's default system prompt (ms-swift's name)",
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
     ChatTemplate(
         name="llama3",
         description="Llama 3 <|start_header_id|>role<|end_header_id|> ... <|eot_id|>",
