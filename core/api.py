@@ -11,6 +11,7 @@ from torch import nn
 from .adapter_dtype import AdapterDtype
 from .config import is_multi_adapter_mapping
 from .errors import AdapterLoadError
+from .rollback import rollback_on_error
 from .serialization import CONFIG_NAME, DEFAULT_ADAPTER, check_adapter_name
 from .swift_model import SwiftModel
 
@@ -28,11 +29,14 @@ class Swift:
         ``{adapter_name: config, ...}`` for several adapters at once (all active).
         ``adapter_dtype``: dtype of the parameters the adapters add (``auto``: fp32 on a bf16 / fp16
         base, else the base's dtype; ``float32``, ``bfloat16``, ``float16``).
+
+        All or nothing: if any adapter fails, ``model`` is left exactly as it was (not frozen either).
         """
-        swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
         configs = dict(config) if is_multi_adapter_mapping(config) else {adapter_name: config}
-        for name, cfg in configs.items():
-            swift.add_adapter(name, cfg, adapter_dtype=adapter_dtype)
+        with rollback_on_error(model):
+            swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
+            for name, cfg in configs.items():
+                swift.add_adapter(name, cfg, adapter_dtype=adapter_dtype)
         return swift
 
     @staticmethod
@@ -44,8 +48,17 @@ class Swift:
 
         ``path`` itself holds the adapter named ``adapter_name`` (default 'default'); each
         subfolder with an ``adapter_config.json`` holds one more, named after the folder.
+        ``is_trainable=False``: the loaded adapters stay frozen through later activation changes
+        (``SwiftModel.set_adapter_trainable`` changes it). All or nothing, as ``prepare``.
         """
         path = Path(path)
+        with rollback_on_error(model):
+            return Swift._load_all(model, path, adapter_name, is_trainable, adapter_dtype)
+
+    @staticmethod
+    def _load_all(
+        model: nn.Module, path: Path, adapter_name: str | None, is_trainable: bool, adapter_dtype: AdapterDtype | torch.dtype
+    ) -> SwiftModel:
         swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
         found: list[tuple[str, Path]] = []
         if (path / CONFIG_NAME).is_file():
@@ -63,11 +76,8 @@ class Swift:
             hint = f" (folders {others} are not adapter names: pass one of them as the path)" if others else ""
             raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders{hint}")
         for name, folder in found:
-            swift.load_adapter(folder, name, active=False, adapter_dtype=adapter_dtype)
+            swift.load_adapter(folder, name, active=False, adapter_dtype=adapter_dtype, is_trainable=is_trainable)
         swift.set_active_adapters(_with_loaded(swift, [n for n, _ in found]))
-        if not is_trainable:
-            for p in swift.parameters():
-                p.requires_grad_(False)
         return swift
 
 

@@ -19,6 +19,7 @@ from . import registries
 from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_parameters, resolve_adapter_dtype
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
+from .rollback import rollback_on_error
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
 from .tuner import Tuner
 
@@ -46,6 +47,8 @@ class SwiftModel(nn.Module):
         self._active: list[str] = []
         self._merged: list[str] = []
         self._disabled = False
+        #: Adapters whose parameters stay frozen whatever is active (loaded with is_trainable=False).
+        self._frozen: set[str] = set()
         for p in model.parameters():
             p.requires_grad_(False)
 
@@ -68,18 +71,28 @@ class SwiftModel(nn.Module):
         return {name: t.config for name, t in self.tuners.items()}
 
     def add_adapter(
-        self, adapter_name: str, config: Any, *, active: bool = True, adapter_dtype: AdapterDtype | torch.dtype = "auto"
+        self, adapter_name: str, config: Any, *, active: bool = True, adapter_dtype: AdapterDtype | torch.dtype = "auto",
+        trainable: bool = True,
     ) -> Tuner:
         """Inject a new adapter. It becomes active (alongside the others) unless ``active=False``.
+
+        Transactional: if anything fails, the model is left exactly as it was (modules, parameters,
+        dtypes, ``requires_grad``), including what the tuner's ``prepare_model`` did (e.g. quantizing).
+        ``trainable=False``: the adapter's parameters stay frozen whenever it is active.
 
         ``adapter_dtype``: dtype of the parameters the adapter adds; ``auto`` is fp32 on a bf16 /
         fp16 base, else the base's dtype (see ``swiftune.adapter_dtype``).
         """
-        return self._add_adapter(adapter_name, config, active=active, loading=False, adapter_dtype=adapter_dtype)
+        with rollback_on_error(self):
+            return self._add_adapter(
+                adapter_name, config, active=active, loading=False, adapter_dtype=adapter_dtype, trainable=trainable
+            )
 
     def _add_adapter(
-        self, adapter_name: str, config: Any, *, active: bool, loading: bool, adapter_dtype: AdapterDtype | torch.dtype = "auto"
+        self, adapter_name: str, config: Any, *, active: bool, loading: bool, adapter_dtype: AdapterDtype | torch.dtype = "auto",
+        trainable: bool = True,
     ) -> Tuner:
+        """The steps of ``add_adapter``; callers roll the model back when it raises."""
         check_adapter_name(adapter_name)
         if not isinstance(adapter_dtype, torch.dtype) and adapter_dtype not in ADAPTER_DTYPES:
             raise ConfigError(f"adapter_dtype must be one of {', '.join(ADAPTER_DTYPES)}; got {adapter_dtype!r}")
@@ -87,30 +100,38 @@ class SwiftModel(nn.Module):
             raise ConfigError(f"adapter '{adapter_name}' already exists; delete it first or pick another name")
         cfg = parse_config(config)
         tuner_cls: type[Tuner] = registries.tuners.get(cfg.tuner)
-        self._check_compatible(tuner_cls, adapter_name)
-        tuner = tuner_cls(adapter_name, cfg)  # the instance's flags: a bridge tuner decides them per config
+        tuner = tuner_cls(adapter_name, cfg)  # the instance's flags: they may depend on the config
+        self._check_compatible(tuner, adapter_name)
         if active:
             self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner})
         tuner.loading = loading
+        old_modules = list(self.model.modules())  # kept alive while ids are compared
+        modules_before = {id(m) for m in old_modules}
         self.model = tuner.prepare_model(self.model)
         base_params = list(self.model.parameters())  # kept alive while ids are compared
         before = {id(p) for p in base_params}
         dtype = resolve_adapter_dtype(adapter_dtype, base_float_dtype(self.model))
         try:
             tuner.inject(self.model)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{cfg.tuner} (adapter '{adapter_name}'): {exc}") from exc
+        except BaseException as exc:
+            _release(tuner, self.model)
+            if isinstance(exc, (ValueError, TypeError)):
+                raise ConfigError(f"{cfg.tuner} (adapter '{adapter_name}'): {exc}") from exc
+            raise
         tuner.loading = False
+        _follow_training_mode(self.model, modules_before)
         cast_parameters(_added_parameters(tuner, self.model, before), dtype)
         self.tuners[adapter_name] = tuner
+        if not trainable:
+            self._frozen.add(adapter_name)
         tuner.set_active(self.model, False)
         if active:
             self.set_active_adapters(self._active + [adapter_name])
         return tuner
 
-    def _check_compatible(self, tuner_cls: type[Tuner], adapter_name: str) -> None:
-        if tuner_cls.needs_transformers_model and not hasattr(self.model, "config"):
-            raise ConfigError(f"tuner '{tuner_cls.name}' needs a transformers model; got {type(self.model).__name__}")
+    def _check_compatible(self, tuner: Tuner, adapter_name: str) -> None:
+        if tuner.needs_transformers_model and not hasattr(self.model, "config"):
+            raise ConfigError(f"tuner '{tuner.name}' needs a transformers model; got {type(self.model).__name__}")
         if self._merged:
             raise ConfigError(f"unmerge adapters {self._merged} before adding adapter '{adapter_name}'")
 
@@ -121,6 +142,7 @@ class SwiftModel(nn.Module):
             self._merged.remove(adapter_name)
         tuner.remove(self.model)
         del self.tuners[adapter_name]
+        self._frozen.discard(adapter_name)
         self.set_active_adapters([n for n in self._active if n != adapter_name])
 
     def set_active_adapters(self, names: str | Sequence[str]) -> None:
@@ -132,10 +154,26 @@ class SwiftModel(nn.Module):
         self._active = list(dict.fromkeys(names))
         self._apply_activity()
 
+    def adapter_is_trainable(self, adapter_name: str) -> bool:
+        """False for an adapter loaded with ``is_trainable=False`` (or added with ``trainable=False``)."""
+        self._tuner(adapter_name)
+        return adapter_name not in self._frozen
+
+    def set_adapter_trainable(self, adapter_name: str, trainable: bool) -> None:
+        """Whether the adapter's parameters train while it is active; activation changes keep it."""
+        self._tuner(adapter_name)
+        (self._frozen.discard if trainable else self._frozen.add)(adapter_name)
+        self._apply_activity()
+
     def _apply_activity(self) -> None:
         for name, tuner in self.tuners.items():
             tuner.set_active(self.model, name in self._active and not self._disabled)
-        trainable = {id(p) for n in self._active for _, p in self.tuners[n].named_trainable_parameters(self.model)}
+        trainable = {
+            id(p)
+            for n in self._active
+            if n not in self._frozen
+            for _, p in self.tuners[n].named_trainable_parameters(self.model)
+        }
         for p in self.model.parameters():
             p.requires_grad_(id(p) in trainable)
 
@@ -266,19 +304,26 @@ class SwiftModel(nn.Module):
 
     def load_adapter(
         self, path: str | Path, adapter_name: str = "default", *, active: bool = True,
-        adapter_dtype: AdapterDtype | torch.dtype = "auto",
+        adapter_dtype: AdapterDtype | torch.dtype = "auto", is_trainable: bool = True,
     ) -> Tuner:
         """Add an adapter from a folder written by swiftune or PEFT (its tensors are converted to
-        ``adapter_dtype``, as in ``add_adapter``, whatever dtype the file holds)."""
+        ``adapter_dtype``, as in ``add_adapter``, whatever dtype the file holds).
+
+        ``is_trainable=False`` keeps the adapter frozen (see ``set_adapter_trainable``). A failed
+        load leaves the model exactly as it was, as a failed ``add_adapter`` does.
+        """
         from .serialization import read_adapter_config
 
         config = config_from_disk(read_adapter_config(path), source=str(path))
-        tuner = self._add_adapter(adapter_name, config, active=active, loading=True, adapter_dtype=adapter_dtype)
-        try:
-            tuner.load_state_dict(self.model, tuner.read_weights(Path(path)))
-        except Exception:
-            self.delete_adapter(adapter_name)
-            raise
+        with rollback_on_error(self):
+            tuner = self._add_adapter(
+                adapter_name, config, active=active, loading=True, adapter_dtype=adapter_dtype, trainable=is_trainable
+            )
+            try:
+                tuner.load_state_dict(self.model, tuner.read_weights(Path(path)))
+            except BaseException:
+                _release(tuner, self.model)
+                raise
         return tuner
 
     def __repr__(self) -> str:
@@ -293,6 +338,22 @@ def _added_parameters(tuner: Tuner, model: nn.Module, before: set[int]) -> list[
 
     copies = {id(p) for m in model.modules() if isinstance(m, TrainableCopy) for p in m.modules_to_save.parameters()}
     return [p for _, p in tuner.named_trainable_parameters(model) if id(p) not in before and id(p) not in copies]
+
+
+def _release(tuner: Tuner, model: nn.Module) -> None:
+    """``remove`` a failed adapter, for what its tuner keeps outside the model (the rollback
+    snapshot restores the model itself afterwards, so errors of a half-done adapter are ignored)."""
+    with contextlib.suppress(Exception):
+        tuner.remove(model)
+
+
+def _follow_training_mode(model: nn.Module, old: set[int]) -> None:
+    """Modules the tuner created (new ones start in training mode) take their parent's mode, so an
+    adapter added to a model in ``eval()`` runs no dropout until the model is put in training."""
+    for module in model.modules():
+        for child in module.children():
+            if id(child) not in old and child.training != module.training:
+                child.training = module.training
 
 
 def _name_or_path(model: nn.Module) -> str | None:

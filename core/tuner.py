@@ -7,6 +7,9 @@ capability flags, which the conformance suite (``swiftune.testing``) reads as we
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -18,8 +21,48 @@ from .errors import NotMergeableError
 from .serialization import WEIGHTS_NAME, read_adapter_weights, write_weights_file
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """The capability flags of one adapter (their meaning: the class attributes of ``Tuner``)."""
+
+    mergeable: bool
+    identity_at_init: bool
+    prompt_learning: bool
+    trains_base_parameters: bool
+    needs_transformers_model: bool
+    peft_compatible: bool
+    typical_learning_rate: float
+    default_targets_need_transformers: bool
+    memorises: bool
+    calls_frozen_linears_only: bool
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def of_class(cls, tuner_cls: type["Tuner"]) -> "Capabilities":
+        """The flags declared as class attributes (a flag defined as a property reads the base default)."""
+        values = {}
+        for name in cls.names():
+            value = getattr(tuner_cls, name)
+            values[name] = getattr(Tuner, name) if isinstance(value, property) else value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Capabilities":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 class Tuner:
-    """Base class of every tuner. Subclasses set ``name`` and ``config_class``."""
+    """Base class of every tuner. Subclasses set ``name`` and ``config_class``.
+
+    Capability flags are class attributes (the defaults). A tuner whose behaviour depends on its
+    config (LoRA's ``bias`` trains base biases) overrides ``capabilities(config)``; each instance
+    holds the answer for its own config, so ``tuner.trains_base_parameters`` is per adapter.
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[TunerConfig]]
@@ -58,9 +101,18 @@ class Tuner:
             raise TypeError(f"{self.name}: expected {self.config_class.__name__}, got {type(config).__name__}")
         self.adapter_name = adapter_name
         self.config = config
+        for flag, value in type(self).capabilities(config).as_dict().items():
+            if not isinstance(inspect.getattr_static(type(self), flag, None), property):  # a property decides itself
+                setattr(self, flag, value)
         #: True while ``SwiftModel`` injects this adapter only to load saved weights into it:
         #: ``inject`` may then skip initialisation that reads outside data (e.g. a tokenizer).
         self.loading = False
+
+    @classmethod
+    def capabilities(cls, config: TunerConfig) -> Capabilities:
+        """The flags of an adapter with ``config``. Default: the class attributes; override when the
+        config changes one (``return super().capabilities(config).replace(flag=...)``)."""
+        return Capabilities.of_class(cls)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare_model(self, model: nn.Module) -> nn.Module:

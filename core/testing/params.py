@@ -5,6 +5,7 @@ pytest is imported inside the functions, so importing this module does not need 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -32,13 +33,20 @@ class ConformanceCase:
 
     @property
     def id(self) -> str:
-        return f"{self.tuner}-{self.model}-{self.check}"
+        """``tuner-model-check``; non-default fields follow the tuner, e.g. ``lora[bias=all]-gpt2-disable``."""
+        fields = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.overrides.items()))
+        return f"{self.tuner}{f'[{fields}]' if fields else ''}-{self.model}-{self.check}"
 
     def skip_reason(self) -> str | None:
         return skip_reason(tuner_instance(self.config), self.case, self.check, not self.overrides)
 
     def run(self) -> None:
         run_check(self.check, self.config, self.case)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def conformance_cases(

@@ -31,8 +31,10 @@ class Lora(Tuner):
     @classmethod
     def capabilities(cls, config: LoraConfig) -> Capabilities:
         # Trained biases (bias "all" / "lora_only") are base parameters; a random B changes the outputs at once.
-        return super().capabilities(config).replace(
-            trains_base_parameters=config.bias != "none", identity_at_init=config.init_lora_weights is not False
+        caps = super().capabilities(config)
+        return caps.replace(
+            trains_base_parameters=caps.trains_base_parameters or config.bias != "none",
+            identity_at_init=caps.identity_at_init and config.init_lora_weights is not False,
         )
 
     def __init__(self, adapter_name: str, config: LoraConfig) -> None:

@@ -25,7 +25,7 @@ from swiftune.errors import AdapterLoadError
 from swiftune.modules_to_save import PEFT_PREFIX
 from swiftune.module_utils import set_module
 from swiftune.serialization import check_no_unexpected, check_tensor
-from swiftune.tuner import Tuner
+from swiftune.tuner import Capabilities, Tuner
 
 from .config import PeftBridgeConfig
 
@@ -68,11 +68,15 @@ class PeftBridge(Tuner):
             cls = PeftPromptBridge
         return super().__new__(cls)
 
-    def __init__(self, adapter_name: str, config: PeftBridgeConfig) -> None:
-        super().__init__(adapter_name, config)
+    @classmethod
+    def capabilities(cls, config: PeftBridgeConfig) -> Capabilities:
+        if cls is PeftBridge and config.is_prompt_learning:  # what PeftBridge(...) returns for it
+            from .prompt import PeftPromptBridge
+
+            return PeftPromptBridge.capabilities(config)
         # IA3 trains one scaling vector per layer: it learns, but cannot fit the conformance suite's
         # batch at its fixed learning rate (test_tuner_peft_bridge shows its loss falling).
-        self.memorises = config.method != "IA3"
+        return super().capabilities(config).replace(memorises=config.method != "IA3")
 
     # -- injection -------------------------------------------------------------------------------------
     def inject(self, model: nn.Module) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from swiftune.module_utils import Site, find_targets, set_module
+from swiftune.tuner import Capabilities
 from swiftune.tuners.lora import Lora
 from swiftune.tuners.lora import layer as lora_layer
 
@@ -28,6 +29,12 @@ class QLora(Lora):
     peft_compatible = True
 
     config: QLoraConfig
+
+    @classmethod
+    def capabilities(cls, config: QLoraConfig) -> Capabilities:
+        # Gradient checkpointing is switched on through transformers' PreTrainedModel API.
+        caps = super().capabilities(config)
+        return caps.replace(needs_transformers_model=caps.needs_transformers_model or config.gradient_checkpointing)
 
     def __init__(self, adapter_name: str, config: QLoraConfig) -> None:
         super().__init__(adapter_name, config)
