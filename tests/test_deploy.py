@@ -113,6 +113,28 @@ def test_concurrent_answers_equal_sequential_ones(server) -> None:
     assert alone[("memo", "What is 3 + 4 ?")] == "seven"
 
 
+def test_load_none_lost(server) -> None:
+    """48 requests from 24 clients (more than a batch, some queued): every answer complete and right."""
+    url, _ = server
+    jobs = [PAIRS[i % len(PAIRS)] for i in range(48)]
+
+    def call(pair):
+        reply = client(url).chat.completions.create(model="memo", messages=[{"role": "user", "content": pair[0]}],
+                                                    temperature=0, max_tokens=12)
+        return reply.choices[0].message.content, reply.choices[0].finish_reason
+
+    with futures.ThreadPoolExecutor(24) as pool:
+        got = list(pool.map(call, jobs))
+    assert got == [(answer, "stop") for _, answer in jobs]
+
+
+def test_min_tokens_and_usage_counts(server) -> None:
+    url, _ = server
+    reply = client(url).completions.create(model="noise", prompt="Hello", max_tokens=9, temperature=0,
+                                           extra_body={"min_tokens": 9})
+    assert reply.usage.completion_tokens == 9 and reply.choices[0].finish_reason == "length"
+
+
 def test_bad_requests_get_openai_errors(server) -> None:
     url, _ = server
     auth = {"Authorization": f"Bearer {API_KEY}"}

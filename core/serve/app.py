@@ -163,7 +163,8 @@ async def _answer(served: Served, body: protocol.SamplingRequest, prompt: list[i
         raise ApiError(400, f"max_tokens={asked} and the prompt's {len(prompt)} tokens exceed this server's limit "
                        f"of {served.max_model_len} tokens", param="max_tokens", code="context_length_exceeded")
     loop = asyncio.get_running_loop()
-    job = Job(prompt=prompt, adapter=adapter, max_new_tokens=asked or min(served.default_max_tokens, room),
+    max_new = asked or min(served.default_max_tokens, room)
+    job = Job(prompt=prompt, adapter=adapter, max_new_tokens=max_new, min_tokens=min(body.min_tokens, max_new),
               temperature=served.default_temperature if body.temperature is None else body.temperature,
               top_p=served.default_top_p if body.top_p is None else body.top_p, seed=body.seed,
               stops=body.stops(), stream=body.stream, loop=loop, events=asyncio.Queue())

@@ -23,7 +23,7 @@ import torch
 from ..recipes.adapter_choice import only_adapter
 from ..recipes.arguments import GenerationArguments
 from ..recipes.generation import Generator
-from .rows import BatchRows, RowState, RowStops, RowStreamer
+from .rows import BatchRows, RowMinTokens, RowState, RowStops, RowStreamer
 
 
 class QueueFull(Exception):
@@ -41,6 +41,7 @@ class Job:
     prompt: list[int]
     adapter: str | None
     max_new_tokens: int
+    min_tokens: int = 0
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
@@ -152,7 +153,7 @@ class Engine:
             top_p=first.top_p,
         )
         rows = BatchRows(
-            [RowState(max_new_tokens=j.max_new_tokens, stops=j.stops, cancelled=j.cancelled.is_set,
+            [RowState(max_new_tokens=j.max_new_tokens, stops=j.stops, min_tokens=j.min_tokens, cancelled=j.cancelled.is_set,
                       on_delta=_delta_sender(j) if j.stream else None) for j in batch],
             gen.eos_ids, gen.decode,
         )
@@ -170,6 +171,7 @@ class Engine:
         with only_adapter(gen.model, first.adapter), torch.no_grad():
             gen.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                streamer=RowStreamer(rows), stopping_criteria=[RowStops(rows)],
+                               logits_processor=[RowMinTokens(rows)],
                                **gen.generation_kwargs(settings))
         for job, row in zip(batch, rows.rows):
             text = rows.text(row).strip()

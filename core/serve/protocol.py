@@ -40,6 +40,7 @@ class SamplingRequest(BaseModel):
     model: str
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    min_tokens: int = Field(0, ge=0, description="vLLM's extension: no end of answer before this many tokens")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from transformers.generation.logits_process import LogitsProcessor
 from transformers.generation.stopping_criteria import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
@@ -26,6 +27,7 @@ class RowState:
     max_new_tokens: int
     stops: list[str]
     cancelled: Callable[[], bool]
+    min_tokens: int = 0
     on_delta: Callable[[str], None] | None = None
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None
@@ -120,3 +122,17 @@ class RowStops(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         return torch.tensor([row.done for row in self.rows.rows], dtype=torch.bool, device=input_ids.device)
+
+
+class RowMinTokens(LogitsProcessor):
+    """No end-of-answer token for a row that has not reached its ``min_tokens`` yet."""
+
+    def __init__(self, rows: BatchRows) -> None:
+        self.rows = rows
+        self.eos = sorted(rows.eos_ids)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        short = [i for i, row in enumerate(self.rows.rows) if len(row.tokens) < row.min_tokens]
+        if short and self.eos:
+            scores[torch.tensor(short)[:, None], torch.tensor(self.eos)[None, :]] = float("-inf")
+        return scores
