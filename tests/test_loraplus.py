@@ -86,3 +86,27 @@ def test_ratio_field_and_errors(tmp_path: Path) -> None:
     prompt = Swift.prepare(qwen2(), {"tuner": "prompt", "num_virtual_tokens": 2})
     with pytest.raises(ConfigError, match="no LoRA B matrix"):
         loraplus_optimizer(args, RATIO, prompt)
+
+
+@pytest.mark.slow
+def test_sft_cli_with_ms_swift_spelling_of_dora_and_loraplus(tmp_path_factory, tmp_path: Path) -> None:
+    """``--use_dora true --lorap_lr_ratio 4`` (ms-swift's flags) train a DoRA adapter that PEFT loads."""
+    import json
+
+    from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model, run_cli
+
+    root = tmp_path_factory.getbasetemp() / "cli-assets"
+    model, data = ensure_model(root), ensure_data(root)
+    out = tmp_path / "run"
+    proc = run_cli("sft", "--model", str(model), "--dataset", str(data), "--output_dir", str(out), "--use_dora", "true",
+                   "--lorap_lr_ratio", "4", "--max-steps", "2", "--save-steps", "2", "--val-ratio", "0", *TRAIN_FLAGS)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "args.json").read_text())["lorap_lr_ratio"] == 4
+    config = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert config["use_dora"] is True
+    base = transformers.AutoModelForCausalLM.from_pretrained(model)
+    theirs = peft.PeftModel.from_pretrained(base, out / "final")
+    ours = Swift.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(model), out / "final")
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=ids).logits, theirs(input_ids=ids).logits, atol=1e-5, rtol=0)
