@@ -197,8 +197,10 @@ def test_adapter_specs_and_backends() -> None:
     with pytest.raises(ConfigError, match="given twice"):
         adapter_specs(["a=x", "a=y"])
     check_backend("transformers")
-    with pytest.raises(ConfigError, match="vllm.*supported: transformers"):
+    with pytest.raises(ConfigError, match="vllm: not available.*supported: transformers, vllm.*none of vllm"):
         check_backend("vllm")
+    with pytest.raises(ConfigError, match="sglang: not available"):
+        check_backend("sglang")
 
 
 @pytest.mark.slow

@@ -194,7 +194,7 @@ class DeployArguments(CommandArguments):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     api_key: str | None = Field(None, description="require 'Authorization: Bearer KEY' on every request")
-    infer_backend: str = Field("transformers", description="generation engine: transformers")
+    infer_backend: str = Field("transformers", description="generation engine: transformers (ms-swift's 'pt' too), or vllm where installed")
     precision: Precision = Field("auto", description="auto: the model's dtype on GPU, fp32 on CPU")
     max_batch_size: int = Field(8, ge=1, description="requests generated together in one batch")
     max_queue: int = Field(64, ge=1, description="requests waiting at most; more are answered 429")

@@ -17,7 +17,8 @@ from typing import Iterator
 from ..errors import ConfigError
 from .arguments import DeployArguments
 
-SUPPORTED_BACKENDS = ("transformers",)
+#: Generation engines: transformers always; vLLM where it is installed (GPU machines).
+BACKENDS = ("transformers", "vllm")
 
 
 def adapter_specs(values: list[str]) -> list[tuple[str, str]]:
@@ -41,13 +42,14 @@ def adapter_specs(values: list[str]) -> list[tuple[str, str]]:
 
 
 def check_backend(backend: str) -> None:
-    """Only transformers serves here; other engines get an error naming what is installed."""
-    if backend in SUPPORTED_BACKENDS:
-        return
+    """transformers always; vllm where installed; any other engine: an error naming what is here."""
     installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
+    if backend in ("transformers", "pt") or (backend == "vllm" and "vllm" in installed):
+        return
     have = f"installed here: {', '.join(installed)}" if installed else "none of vllm / sglang / lmdeploy is installed"
-    raise ConfigError(f"--infer_backend {backend}: not supported by swiftune deploy yet (supported: "
-                      f"{', '.join(SUPPORTED_BACKENDS)}; {have})")
+    hint = " (pip install vllm, on a GPU machine)" if backend == "vllm" else ""
+    raise ConfigError(f"--infer_backend {backend}: not available{hint}; supported: {', '.join(BACKENDS)} "
+                      f"(vllm only where installed); {have}")
 
 
 def build_served(args: DeployArguments):
@@ -64,6 +66,8 @@ def build_served(args: DeployArguments):
     pairs = adapter_specs(args.adapters)
     if not pairs and not args.model:
         raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
+    if args.infer_backend == "vllm":
+        return _served_by_vllm(args, pairs)
     built = rebuild([path for _, path in pairs], model=args.model, template=args.template,
                     dtype=inference_dtype(args.precision), trust_remote_code=args.allows_remote_code())
     model = built.model
@@ -81,6 +85,22 @@ def build_served(args: DeployArguments):
     return Served(engine=engine, base_name=base_name, routes=routes, api_key=args.api_key, max_model_len=limit,
                   default_max_tokens=args.max_new_tokens, default_temperature=args.temperature,
                   default_top_p=args.top_p, system=args.system, aliases={built.base: base_name})
+
+
+def _served_by_vllm(args: DeployArguments, pairs: list[tuple[str, str]]):
+    from ..serve.app import Served
+    from ..serve.vllm_engine import build_vllm_engine
+
+    if not args.model:
+        raise ConfigError("--infer_backend vllm: give --model (a local folder or hub id vLLM can load)")
+    engine, limit = build_vllm_engine(args.model, pairs, template=args.template, trust_remote_code=args.trust_remote_code,
+                                      max_model_len=args.max_model_len, max_batch_size=args.max_batch_size,
+                                      max_queue=args.max_queue)
+    base_name = args.served_model_name or Path(args.model.rstrip("/")).name
+    routes: dict[str, str | None] = {base_name: None, **{name: name for name, _ in pairs}}
+    return Served(engine=engine, base_name=base_name, routes=routes, api_key=args.api_key, max_model_len=limit,
+                  default_max_tokens=args.max_new_tokens, default_temperature=args.temperature,
+                  default_top_p=args.top_p, system=args.system, aliases={args.model: base_name})
 
 
 def run_deploy(args: DeployArguments) -> None:
