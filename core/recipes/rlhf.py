@@ -118,23 +118,43 @@ def banner(args: RlhfArguments, swift: Any, train: list, val: list, reference: A
     ])
 
 
+def make_trainer(args: RlhfArguments, swift: Any, reference: Any, tokenizer: Any, train_rows: list[dict],
+                 val_rows: list[dict], output_dir: Path, precision: str, callbacks: list | tuple = ()) -> Any:
+    """The method's TRL trainer over the model inside ``swift`` (the datasets are TRL's text rows)."""
+    from datasets import Dataset
+
+    from .rlhf_trainers import method_config, reward_functions, trainer_class
+
+    common = training_kwargs(args, output_dir, precision, has_eval=bool(val_rows))
+    config = method_config(args, common, precompute_reference=needs_reference(args) and reference is None)
+    kwargs: dict[str, Any] = {}
+    if args.rlhf_type == "grpo":
+        kwargs["reward_funcs"] = reward_functions(args.reward_funcs)
+    if reference is not None:
+        kwargs["ref_model"] = reference
+    return trainer_class(args.rlhf_type)(
+        model=swift.model, swift=swift, args=config, train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows) if val_rows else None, processing_class=tokenizer,
+        callbacks=list(callbacks), **kwargs)
+
+
 def run_rlhf(args: RlhfArguments) -> SftResult:
     from .runtime import quiet_libraries
 
     quiet_libraries()
-    from datasets import Dataset
     from transformers import set_seed
 
     from ..api import Swift
     from . import bridge
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
     from .plot import plot_loss, plot_metric
-    from .rlhf_trainers import method_config, reward_functions, trainer_class
+    from .rlhf_trainers import reward_functions
 
     check_reporters(args.report_to)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     tuner_config = args.tuner_config()
-    rewards = reward_functions(args.reward_funcs) if args.rlhf_type == "grpo" else None
+    if args.rlhf_type == "grpo":
+        reward_functions(args.reward_funcs)  # unknown names fail before anything loads
     resume = resume_checkpoint(args, output_dir)
     if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
         clear_previous_run(output_dir)
@@ -148,15 +168,8 @@ def run_rlhf(args: RlhfArguments) -> SftResult:
     check_tuner(args, swift)
     reference = reference_model(args, swift)
 
-    common = training_kwargs(args, output_dir, precision, has_eval=bool(val_rows))
-    config = method_config(args, common, precompute_reference=needs_reference(args) and reference is None)
-    kwargs: dict[str, Any] = {"reward_funcs": rewards} if rewards is not None else {}
-    if reference is not None:
-        kwargs["ref_model"] = reference
-    trainer = trainer_class(args.rlhf_type)(
-        model=swift.model, swift=swift, args=config, train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(val_rows) if val_rows else None, processing_class=tokenizer,
-        callbacks=[RunLogger(output_dir), *debug_hooks()], **kwargs)
+    trainer = make_trainer(args, swift, reference, tokenizer, train_rows, val_rows, output_dir, precision,
+                           callbacks=[RunLogger(output_dir), *debug_hooks()])
     if trainer.args.should_save:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),

@@ -19,7 +19,8 @@ RlhfType = Literal["dpo", "orpo", "kto", "simpo", "cpo", "grpo"]
 #: Methods whose loss compares the policy with a reference model (the others are reference-free).
 NEEDS_REFERENCE = ("dpo", "kto")
 #: sft's lean-training switches: rlhf's losses run inside TRL's trainers, which do not take them.
-SFT_ONLY = ("packing", "padding_free", "answer_logits_only", "fused_head_loss", "compile", "cast_frozen_weights")
+SFT_ONLY = ("packing", "padding_free", "answer_logits_only", "fused_head_loss", "compile", "cast_frozen_weights",
+            "lorap_lr_ratio")
 
 
 class RlhfArguments(SftArguments):
@@ -56,7 +57,8 @@ class RlhfArguments(SftArguments):
 
     @model_validator(mode="after")
     def _method_checks(self) -> "RlhfArguments":
-        given = [f for f in SFT_ONLY if f in self.model_fields_set]
+        fields = type(self).model_fields
+        given = [f for f in SFT_ONLY if f in fields and getattr(self, f) != fields[f].get_default(call_default_factory=True)]
         if given:
             raise ValueError(f"{given[0]} is an sft switch; rlhf runs its losses in TRL's trainers")
         if not self.dataset:

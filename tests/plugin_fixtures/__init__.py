@@ -81,6 +81,7 @@ DISTS = [
     FakeDist("swiftune-upper", "upper", "swt_upper"),  # registers an upper-case name
     FakeDist("swiftune-off", "offplug", "swt_off"),  # good; disabled through the environment
     FakeDist("swiftune-clash", "lora", "swt_clash"),  # reuses the entry-point name 'lora'
+    FakeDist("swiftune-reward", "brevity", "swt_reward"),  # a GRPO reward function (register_rewards)
 ]
 
 
