@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from .adapter_dtype import AdapterDtype
 from .config import is_multi_adapter_mapping
-from .errors import AdapterLoadError
 from .rollback import rollback_on_error
-from .serialization import CONFIG_NAME, DEFAULT_ADAPTER, check_adapter_name
+from .serialization import DEFAULT_ADAPTER, adapter_folders
 from .swift_model import SwiftModel
 
 
@@ -41,13 +40,16 @@ class Swift:
 
     @staticmethod
     def from_pretrained(
-        model: nn.Module, path: str | Path, adapter_name: str | None = None, *, is_trainable: bool = False,
+        model: nn.Module, path: str | Path, adapter_name: str | None = None, *, subfolder: str | None = None,
+        adapter_names: Sequence[str] | None = None, is_trainable: bool = False,
         adapter_dtype: AdapterDtype | torch.dtype = "auto",
     ) -> SwiftModel:
         """Load the adapter(s) at ``path`` (swiftune's or PEFT's files) onto ``model``.
 
-        ``path`` itself holds the adapter named ``adapter_name`` (default 'default'); each
-        subfolder with an ``adapter_config.json`` holds one more, named after the folder.
+        ``path`` holds the adapter, loaded as ``adapter_name`` (default 'default'). Adapters in its
+        subfolders are loaded only when asked for: ``subfolder="chat"`` loads that one instead
+        (named ``adapter_name`` or 'chat'), ``adapter_names=["default", "chat"]`` several, in
+        ``save_pretrained``'s layout ('default' at the root, others in subfolders named after them).
         ``is_trainable=False``: the loaded adapters stay frozen through later activation changes
         (``SwiftModel.set_adapter_trainable`` changes it). All or nothing, as ``prepare``.
         """
@@ -60,21 +62,7 @@ class Swift:
         model: nn.Module, path: Path, adapter_name: str | None, is_trainable: bool, adapter_dtype: AdapterDtype | torch.dtype
     ) -> SwiftModel:
         swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
-        found: list[tuple[str, Path]] = []
-        if (path / CONFIG_NAME).is_file():
-            found.append((check_adapter_name(DEFAULT_ADAPTER if adapter_name is None else adapter_name), path))
-        # Subfolders named like adapters hold more adapters; others (an sft run's checkpoint-N/,
-        # final/ is a plain name though) are not adapters of this model and are left alone.
-        others: list[str] = []
-        if path.is_dir():
-            for sub in sorted(p for p in path.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()):
-                if sub.name.isidentifier():
-                    found.append((check_adapter_name(sub.name), sub))
-                else:
-                    others.append(sub.name)
-        if not found:
-            hint = f" (folders {others} are not adapter names: pass one of them as the path)" if others else ""
-            raise AdapterLoadError(f"{path}: no {CONFIG_NAME} here or in its subfolders{hint}")
+        found = adapter_folders(path, adapter_name, subfolder, adapter_names)
         for name, folder in found:
             swift.load_adapter(folder, name, active=False, adapter_dtype=adapter_dtype, is_trainable=is_trainable)
         swift.set_active_adapters(_with_loaded(swift, [n for n, _ in found]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -39,6 +39,64 @@ def adapter_dir(root: str | Path, adapter_name: str) -> Path:
     """PEFT's layout: the adapter named 'default' at the root, any other in a subfolder."""
     root = Path(root)
     return root if adapter_name == DEFAULT_ADAPTER else root / check_adapter_name(adapter_name)
+
+
+def adapter_folders(
+    path: str | Path,
+    adapter_name: str | None = None,
+    subfolder: str | None = None,
+    adapter_names: Sequence[str] | None = None,
+) -> list[tuple[str, Path]]:
+    """The adapters ``Swift.from_pretrained`` loads from ``path``: ``[(name, folder), ...]``.
+
+    A folder's own adapter only. Its subfolders may hold other adapters (PEFT's layout for several
+    adapters, or an adapter someone kept next to another); loading and activating those too
+    silently changed the outputs (NaN logits in one report), so they are loaded only when asked
+    for: ``subfolder="chat"`` loads that one (named ``adapter_name`` or after the folder), and
+    ``adapter_names=["default", "chat"]`` loads several in ``save_pretrained``'s layout ('default'
+    at the root, any other in a subfolder named after it).
+    """
+    path = Path(path)
+    if adapter_names is not None:
+        if adapter_name is not None or subfolder is not None:
+            raise ConfigError("adapter_names: give it alone (each name picks its own folder), not with adapter_name / subfolder")
+        names = [check_adapter_name(n) for n in ([adapter_names] if isinstance(adapter_names, str) else adapter_names)]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"adapter_names: expected distinct adapter names, got {names}")
+        found = [(n, adapter_dir(path, n)) for n in names]
+        missing = [f"'{n}' ({f / CONFIG_NAME})" for n, f in found if not (f / CONFIG_NAME).is_file()]
+        if missing:
+            raise AdapterLoadError(f"{path}: no adapter {', '.join(missing)}; it holds {_describe_adapters(path)}")
+        return found
+    folder = path / subfolder if subfolder is not None else path
+    if (folder / CONFIG_NAME).is_file():
+        if adapter_name is None and subfolder is not None:
+            name = Path(subfolder).name
+            if not _ADAPTER_NAME.match(name):
+                raise ConfigError(f"subfolder '{subfolder}' is not an adapter name: pass adapter_name= as well")
+        else:
+            name = DEFAULT_ADAPTER if adapter_name is None else adapter_name
+        return [(check_adapter_name(name), folder)]
+    subs = _adapter_subfolders(folder)
+    if subs:
+        raise AdapterLoadError(
+            f"{folder}: no {CONFIG_NAME} here, only in its subfolders {', '.join(subs)}; subfolder adapters are "
+            f"loaded only when asked for: subfolder='{subs[0]}' for one, adapter_names=[...] for several "
+            f"(or pass {folder / subs[0]} as the path)"
+        )
+    raise AdapterLoadError(f"{folder}: no {CONFIG_NAME} found; is this an adapter folder?")
+
+
+def _adapter_subfolders(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file())
+
+
+def _describe_adapters(path: Path) -> str:
+    here = ["'default' (the root)"] if (path / CONFIG_NAME).is_file() else []
+    subs = [f"'{s}'" for s in _adapter_subfolders(path)]
+    return "adapters " + ", ".join(here + subs) if here or subs else "no adapter"
 
 
 def write_weights_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:

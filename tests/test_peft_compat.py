@@ -177,7 +177,7 @@ def test_non_default_name_peft_to_swiftune(tmp_path: Path) -> None:
     model.save_pretrained(str(tmp_path))
     assert (tmp_path / "chat" / CONFIG_NAME).is_file()
 
-    swift = Swift.from_pretrained(llama(), tmp_path).eval()
+    swift = Swift.from_pretrained(llama(), tmp_path, subfolder="chat").eval()
     assert list(swift.tuners) == ["chat"] and swift.active_adapters == ["chat"]
     torch.testing.assert_close(logits(swift), theirs, atol=ATOL, rtol=0)
     # The root folder of a single adapter can be loaded under any name.
@@ -216,7 +216,7 @@ def test_two_adapters_peft_to_swiftune(tmp_path: Path) -> None:
     both = logits(model)
     model.save_pretrained(str(tmp_path))
 
-    swift = Swift.from_pretrained(llama(), tmp_path).eval()
+    swift = Swift.from_pretrained(llama(), tmp_path, adapter_names=["default", "chat"]).eval()
     assert sorted(swift.tuners) == ["chat", "default"]
     torch.testing.assert_close(logits(swift), both, atol=ATOL, rtol=0)
     swift.set_active_adapters(["default"])

@@ -122,8 +122,11 @@ def test_folders_not_named_like_adapters_are_not_loaded(tmp_path: Path) -> None:
     saved_adapter(tmp_path / "checkpoint-2")
     with pytest.raises(AdapterLoadError, match="checkpoint-2"):
         Swift.from_pretrained(llama(), tmp_path)
+    with pytest.raises(ConfigError, match="adapter_name"):
+        Swift.from_pretrained(llama(), tmp_path, subfolder="checkpoint-2")
     saved_adapter(tmp_path / "chat")
-    assert list(Swift.from_pretrained(llama(), tmp_path).tuners) == ["chat"]
+    assert list(Swift.from_pretrained(llama(), tmp_path, subfolder="chat").tuners) == ["chat"]
+    assert list(Swift.from_pretrained(llama(), tmp_path, subfolder="checkpoint-2", adapter_name="ck").tuners) == ["ck"]
 
 
 # -- strict loading -------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def test_lora_adapter_side_switch_disable_and_reload_exactly():
             got = logits_of(model, case)
             assert not torch.equal(got, base) and not torch.equal(got, every), subset
             # The same adapters loaded alone on a fresh base give the same logits exactly.
-            alone = Swift.from_pretrained(case.build(), tmp)
+            alone = Swift.from_pretrained(case.build(), tmp, adapter_names=list(COMBO))
             alone.set_active_adapters(subset)
             for other in [n for n in COMBO if n not in subset]:
                 alone.delete_adapter(other)
@@ -152,7 +152,7 @@ def test_lora_adapter_side_switch_disable_and_reload_exactly():
         with model.disable_adapters():
             assert torch.equal(logits_of(model, case), base)
         # Saved and loaded back (same order of adapters): identical, with names independent of the stack.
-        loaded = Swift.from_pretrained(case.build(), tmp)
+        loaded = Swift.from_pretrained(case.build(), tmp, adapter_names=list(COMBO))
         assert loaded.active_adapters == list(COMBO)
         assert torch.equal(logits_of(loaded, case), every)
         assert all(".base_layer." not in k for n in COMBO for k in model.adapter_state_dict(n))

@@ -134,7 +134,7 @@ def test_stacks_with_lora_on_the_same_layer(order, tmp_path):
     with model.disable_adapters():
         assert torch.equal(logits_of(model, case), logits_of(case.build(), case))
     model.save_pretrained(tmp_path)
-    loaded = Swift.from_pretrained(case.build(), tmp_path)
+    loaded = Swift.from_pretrained(case.build(), tmp_path, adapter_names=list(order))
     assert sorted(loaded.active_adapters) == ["lora", "part"]
     torch.testing.assert_close(logits_of(loaded, case), adapted, atol=1e-6, rtol=1e-6)
     plain = model.merge_and_unload()
