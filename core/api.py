@@ -55,11 +55,12 @@ class Swift:
         """
         path = Path(path)
         with rollback_on_error(model):
-            return Swift._load_all(model, path, adapter_name, is_trainable, adapter_dtype)
+            return Swift._load_all(model, path, adapter_name, is_trainable, adapter_dtype, subfolder, adapter_names)
 
     @staticmethod
     def _load_all(
-        model: nn.Module, path: Path, adapter_name: str | None, is_trainable: bool, adapter_dtype: AdapterDtype | torch.dtype
+        model: nn.Module, path: Path, adapter_name: str | None, is_trainable: bool, adapter_dtype: AdapterDtype | torch.dtype,
+        subfolder: str | None = None, adapter_names: Sequence[str] | None = None,
     ) -> SwiftModel:
         swift = model if isinstance(model, SwiftModel) else SwiftModel(model)
         found = adapter_folders(path, adapter_name, subfolder, adapter_names)
