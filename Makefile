@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo dpo-demo bench clean
 
 PLUGINS := plugins/swiftune-ia3 plugins/swiftune-example-zoo
 PLUGIN_SOURCES := $(shell find $(PLUGINS) -type f \( -name '*.py' -o -name '*.toml' -o -name '*.jsonl' \) \
@@ -42,6 +42,10 @@ test-fast: setup
 
 demo: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/demo.py
+
+# DPO on the embedded model: it learns a style (pirate openers) it never used (docs/rlhf.md).
+dpo-demo: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/dpo_demo.py
 
 # swiftune vs PEFT, every measurement of issue 7 at its shapes (long on 2 shared cores: see the Command line
 # in docs/benchmarks.md for the reduced shapes it was last written with); BENCH_ARGS=--quick: a smoke run.

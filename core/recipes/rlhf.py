@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .rlhf_arguments import NEEDS_REFERENCE, RlhfArguments
+from .run_folder import check_resume, completed_step, final_from_checkpoint
 from .runtime import is_main_process, resolve_precision
 from .sft import (
     FINAL_NAME,
@@ -80,7 +81,8 @@ def reference_model(args: RlhfArguments, swift: Any) -> Any:
     trains_base = any(t.trains_base_parameters for t in swift.tuners.values())
     if args.ref_model is None and not trains_base:
         return None
-    ref, _ = bridge.load_model_and_tokenizer(args.ref_model or args.model, trust_remote_code=args.allows_remote_code())
+    ref, _ = bridge.load_model_and_tokenizer(args.ref_model or args.model,
+                                             trust_remote_code=args.allows_remote_code())
     ref.eval().requires_grad_(False)
     return ref
 
@@ -139,6 +141,15 @@ def make_trainer(args: RlhfArguments, swift: Any, reference: Any, tokenizer: Any
 
 
 def run_rlhf(args: RlhfArguments) -> SftResult:
+    """Preference-tune; the run folder is locked for the whole run, as sft's."""
+    from .run_lock import locked_run_folder
+
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
+    with locked_run_folder(output_dir):
+        return _run_rlhf(args, output_dir)
+
+
+def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
     from .runtime import quiet_libraries
 
     quiet_libraries()
@@ -147,15 +158,22 @@ def run_rlhf(args: RlhfArguments) -> SftResult:
     from ..api import Swift
     from . import bridge
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
+    from .finite_guard import FiniteGuard
     from .plot import plot_loss, plot_metric
     from .rlhf_trainers import reward_functions
 
     check_reporters(args.report_to)
-    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     tuner_config = args.tuner_config()
     if args.rlhf_type == "grpo":
         reward_functions(args.reward_funcs)  # unknown names fail before anything loads
     resume = resume_checkpoint(args, output_dir)
+    if args.resume:
+        args = check_resume(args, output_dir, resume)  # the run's model and tuner, before anything is written
+        done = completed_step(args, resume)
+        if done is not None:
+            final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
+            print(f"swiftune: the run in {output_dir} is complete (step {done}); nothing to train", flush=True)
+            return SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
     if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
         clear_previous_run(output_dir)
     precision = resolve_precision(args.precision)
@@ -164,17 +182,16 @@ def run_rlhf(args: RlhfArguments) -> SftResult:
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = load_rows(args, template)
-    swift = Swift.prepare(model, tuner_config)
+    swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
     check_tuner(args, swift)
     reference = reference_model(args, swift)
-
     trainer = make_trainer(args, swift, reference, tokenizer, train_rows, val_rows, output_dir, precision,
-                           callbacks=[RunLogger(output_dir), *debug_hooks()])
+                           callbacks=[RunLogger(output_dir), FiniteGuard(output_dir), *debug_hooks()])
     if trainer.args.should_save:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
                     "resolved_precision": precision}
-        write_args_json(args, output_dir, resolved, command="rlhf")
+        trainer.run_args = write_args_json(args, output_dir, resolved, command="rlhf")  # also into checkpoints, final/
         print(banner(args, swift, train_rows, val_rows, reference, output_dir, precision), flush=True)
         if resume:
             print(f"resuming from {resume}", flush=True)
@@ -191,6 +208,6 @@ def run_rlhf(args: RlhfArguments) -> SftResult:
         key = next((k for k in REWARD_KEYS if any(r.get(k) is not None for r in records)), None)
         if key is not None:
             plot_metric(records, key, output_dir / REWARDS_PLOT, title=title)
-        print(f"final adapter: {output_dir / FINAL_NAME}", flush=True)
+        print(f"final adapter: {final}", flush=True)
     return SftResult(output_dir=output_dir, adapter_dir=final, global_step=result.global_step,
                      metrics=dict(result.metrics))
