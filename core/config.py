@@ -23,8 +23,12 @@ class TunerConfig(BaseModel):
 
     tuner: str
 
-    #: PEFT's ``peft_type`` when the on-disk format is PEFT's own (e.g. "LORA").
+    #: PEFT's ``peft_type`` when the on-disk format is PEFT's own (e.g. "LORA"). It also claims plain
+    #: PEFT files of that type for this tuner (``swiftune.peft_claims``: a built-in keeps its type).
     peft_type: ClassVar[str | None] = None
+    #: Narrows the claim to PEFT files whose fields hold these values (a variant, e.g.
+    #: ``{"use_dora": True}``): such files load with this tuner, plain ones do not.
+    peft_claim_fields: ClassVar[Mapping[str, Any]] = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Assignments are validated too; their errors read like the constructor's.

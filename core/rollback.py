@@ -72,9 +72,10 @@ class _TensorState:
 
     def restore(self) -> None:
         t = self.tensor
-        if (t.dtype, t.device, t.shape) != (self.data.dtype, self.data.device, self.data.shape) or (
-            t.data.data_ptr() != self.data.data_ptr()
-        ):
+        same = (t.dtype, t.device, t.shape, t.data.data_ptr()) == (
+            self.data.dtype, self.data.device, self.data.shape, self.data.data_ptr()
+        )
+        if not same:
             t.data = self.data
         if t.requires_grad != self.requires_grad and (t.is_floating_point() or t.is_complex() or not self.requires_grad):
             t.requires_grad_(self.requires_grad)
@@ -99,7 +100,8 @@ class ModelSnapshot:
                 self.objects.append(_ObjectState(module))
                 for attr in _OWNED_OBJECTS:
                     owned = module.__dict__.get(attr)
-                    if owned is not None and not isinstance(owned, nn.Module) and id(owned) not in seen and hasattr(owned, "__dict__"):
+                    plain = owned is not None and not isinstance(owned, nn.Module) and hasattr(owned, "__dict__")
+                    if plain and id(owned) not in seen:
                         seen.add(id(owned))
                         self.objects.append(_ObjectState(owned))
                 for kind in ("_parameters", "_buffers"):

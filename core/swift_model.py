@@ -19,6 +19,7 @@ from . import registries
 from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_parameters, resolve_adapter_dtype
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
+from .peft_claims import tuner_for_peft_config
 from .rollback import rollback_on_error
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
 from .tuner import Tuner
@@ -366,14 +367,10 @@ def config_from_disk(data: Mapping[str, Any], source: str | None = None) -> Tune
     """Read an ``adapter_config.json``: swiftune's (``tuner`` field) or PEFT's (``peft_type``)."""
     tuner_name = data.get("tuner")
     if tuner_name is None:
-        peft_type = data.get("peft_type")
-        by_peft = {t.config_class.peft_type: n for n, t in registries.tuners.items() if t.config_class.peft_type}
-        if peft_type in by_peft:
-            tuner_name = by_peft[peft_type]
-        elif peft_type is not None:
-            tuner_name = "peft"
-        else:
+        if data.get("peft_type") is None:
             raise ConfigError(f"{source}: adapter config has neither 'tuner' nor 'peft_type'")
+        # Claims by peft_type (and fields): see swiftune.peft_claims for who wins.
+        tuner_name = tuner_for_peft_config(data, source) or "peft"
     cls: type[Tuner] = registries.tuners.get(str(tuner_name))
     try:
         return cls.config_class.from_disk_dict(data)

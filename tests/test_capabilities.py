@@ -43,7 +43,8 @@ def test_capabilities_list_every_flag_with_class_defaults():
 
 def _legacy_tuner(name: str, **flags) -> type[Lora]:
     """A third-party tuner written before ``capabilities``: flags are class attributes only."""
-    config = type(f"{name}_config", (LoraConfig,), {"__annotations__": {"tuner": Literal[name]}, "tuner": name, "peft_type": None})
+    config = type(f"{name}_config", (LoraConfig,),
+                  {"__annotations__": {"tuner": Literal[name]}, "tuner": name, "peft_type": None})
     return type(f"{name}_tuner", (Lora,), {"name": name, "config_class": config,
                                            "capabilities": classmethod(Tuner.capabilities.__func__), **flags})
 

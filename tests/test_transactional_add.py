@@ -98,7 +98,9 @@ def test_failed_prepare_leaves_a_fresh_model_untouched(tuner, late_failing):
 
 @pytest.mark.parametrize("tuner", BUILT_IN)
 def test_failed_add_adapter_leaves_the_swift_model_untouched(tuner, late_failing):
-    model = Swift.prepare(CASE.build(), {"first": {"tuner": "lora", "r": 2, "target_modules": ["q_proj"]}, "second": {"tuner": "bitfit"}})
+    # 'first' covers q_proj only: QLoRA would quantize the other linear layers before failing.
+    first = {"tuner": "lora", "r": 2, "target_modules": ["q_proj"]}
+    model = Swift.prepare(CASE.build(), {"first": first, "second": {"tuner": "bitfit"}})
     model.set_active_adapters(["first"])
     logits = logits_of(model, CASE)
     for config in _failing_configs(tuner, late_failing):

@@ -20,29 +20,36 @@ def _status(p: PluginInfo) -> str:
     return "ok" if p.ok else "FAILED"
 
 
-def _detail(p: PluginInfo) -> str:
+def _detail(p: PluginInfo, warnings: list[str]) -> str:
     if p.disabled:
         return f"skipped ({DISABLE_ENV})"
     if p.errors:
         return " | ".join(p.errors)
     registered = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.registered.items())
-    return registered or "(registered nothing)"
+    return " | ".join([registered or "(registered nothing)", *(f"WARNING: {w}" for w in warnings)])
 
 
 def run_plugins(as_json: bool = False) -> int:
     """Print every discovered plugin: name, distribution and version, status, what it registered or why it failed."""
+    from ..peft_claims import claim_conflicts
+
     report = registries.host.report()
+    warnings = claim_conflicts()  # peft_type claims that lose to, or tie with, another plugin's
     if as_json:
-        print(json.dumps([{**asdict(p), "status": _status(p)} for p in report], indent=2))
+        rows = [{**asdict(p), "status": _status(p), "warnings": warnings.get(p.name, [])} for p in report]
+        print(json.dumps(rows, indent=2))
         return 0
-    rows = [(p.name, f"{p.distribution} {p.version}".strip() or "-", _status(p), _detail(p)) for p in report]
+    rows = [(p.name, f"{p.distribution} {p.version}".strip() or "-", _status(p), _detail(p, warnings.get(p.name, [])))
+            for p in report]
     header = ("plugin", "distribution", "status", "registered / error")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
     failed = sum(1 for p in report if p.errors)
     disabled = sum(1 for p in report if p.disabled)
-    print(f"{len(report)} plugins: {len(report) - failed - disabled} ok, {failed} failed, {disabled} disabled")
+    conflicts = sum(len(w) for w in warnings.values())
+    note = f"; {conflicts} peft_type claim conflict{'s' if conflicts > 1 else ''} (see WARNING)" if conflicts else ""
+    print(f"{len(report)} plugins: {len(report) - failed - disabled} ok, {failed} failed, {disabled} disabled{note}")
     return 0
 
 
