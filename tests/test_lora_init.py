@@ -14,6 +14,7 @@ peft = pytest.importorskip("peft")
 
 from swiftune import Swift, parse_config  # noqa: E402
 from swiftune.errors import ConfigError  # noqa: E402
+from swiftune.testing import conformance_tests  # noqa: E402
 
 from tiny_lms import gpt2, llama  # noqa: E402
 
@@ -121,3 +122,12 @@ def test_init_errors_are_clear() -> None:
     pytest.importorskip("bitsandbytes")
     with pytest.raises(ConfigError, match="needs a float one"):
         Swift.prepare(llama(hidden=64, kv_heads=4), {"tuner": "qlora", "init_lora_weights": "pissa", "target_modules": ["q_proj"]})
+
+
+# The conformance suite with the base rewritten at init (disabling gives the residual: the checks
+# read trains_base_parameters and compare against the adapted model instead of the base). Identity at
+# init holds up to the rounding of W - s B A + s B A (a few 1e-6 here, above the suite's 1e-6):
+# test_weight_based_inits_keep_the_output_and_move_the_principal_part checks it at 1e-5.
+CHECKS = ["only_adapter_trains", "disable", "save_load", "merge", "memorise", "generate", "half_precision_base"]
+test_pissa_conformance = conformance_tests("lora", models=["llama", "gpt2"], config={"init_lora_weights": "pissa"}, checks=CHECKS)
+test_olora_conformance = conformance_tests("lora", models=["qwen2"], config={"init_lora_weights": "olora", "r": 4}, checks=CHECKS)

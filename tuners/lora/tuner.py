@@ -31,9 +31,12 @@ class Lora(Tuner):
     @classmethod
     def capabilities(cls, config: LoraConfig) -> Capabilities:
         # Trained biases (bias "all" / "lora_only") are base parameters; a random B changes the outputs at once.
+        # PiSSA / OLoRA rewrite the base weight at init: with the adapter disabled the model is the residual,
+        # not the original, as if training had moved the base.
         caps = super().capabilities(config)
+        rewrites_base = isinstance(config.init_lora_weights, str) and config.init_lora_weights != "gaussian"
         return caps.replace(
-            trains_base_parameters=caps.trains_base_parameters or config.bias != "none",
+            trains_base_parameters=caps.trains_base_parameters or config.bias != "none" or rewrites_base,
             identity_at_init=caps.identity_at_init and config.init_lora_weights is not False,
         )
 
