@@ -23,7 +23,9 @@ class DatasetAdapter:
 
     Subclasses set ``name``, ``required_columns`` (auto-detection picks the adapter whose required
     columns a source has), ``optional_columns`` and ``produces``, and implement ``convert``. Use
-    ``self.get(row, "field")`` to read a field: a missing or empty one raises an error naming it.
+    ``self.get(row, "field")`` to read a field: a missing or empty one raises an error naming it;
+    ``self.text(row, "field")`` to read a text field (a list or an object there is an error, not
+    its Python repr).
     """
 
     name: ClassVar[str]
@@ -61,6 +63,31 @@ class DatasetAdapter:
                 raise DataError(f"missing field '{name}'")
             return default
         return value
+
+    @staticmethod
+    def text(row: Mapping[str, Any], name: str, *, required: bool = True, default: str = "") -> str:
+        """``row[name]`` as text (see ``as_text``); absent or None: an error if required, else ``default``."""
+        value = row.get(name)
+        if value is None:
+            if required:
+                raise DataError(f"missing field '{name}'")
+            return default
+        return as_text(value, name)
+
+
+def as_text(value: Any, name: str) -> str:
+    """A text field's value: a string as is, a number as its decimal text (``5`` -> ``"5"``).
+
+    Anything else - a list, an object, true / false - is an error naming the field: ``str()`` would
+    train the model on a Python repr (``"['a', 'b']"``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    kind = {list: "a list", tuple: "a list", dict: "an object", bool: "true/false"}.get(type(value), type(value).__name__)
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise DataError(f"field '{name}' must be text (or a number), got {kind}: {shown}")
 
 
 @dataclass(frozen=True)

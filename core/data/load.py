@@ -2,10 +2,15 @@
 
 A name resolves, in order, to: a ``ms::`` / ``hf::`` hub id, an existing local file or folder,
 a registered dataset (``swiftune list datasets``), a Hugging Face id (``owner/name``).
+
+A ``val_ratio`` split is made on distinct examples before ``#N`` repeats any: identical examples
+always land on the same side, so no evaluation example is a copy of a training one (splitting
+after oversampling made every eval example of ``data.jsonl#1000`` on 40 rows a training row).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -115,6 +120,20 @@ def load_dataset(
 ) -> tuple[list[Example], str]:
     """Load one ``name_or_path[:split][#N]``; returns (canonical examples, their kind)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    examples, kind = _load_rows(spec, adapter=adapter, skip_bad_rows=skip_bad_rows, stats=stats)
+    if spec.n is not None:
+        examples = sample(examples, spec.n, _spec_rng(seed, spec))
+    return examples, kind
+
+
+def _spec_rng(seed: int, spec: DatasetSpec) -> random.Random:
+    return random.Random(f"{seed}:{spec}")
+
+
+def _load_rows(
+    spec: DatasetSpec, *, adapter: str | None, skip_bad_rows: bool, stats: LoadStats | None
+) -> tuple[list[Example], str]:
+    """Every example of one spec, before ``#N`` sampling."""
     sources, entry_adapter, columns = resolve(spec, skip_bad_rows=skip_bad_rows)
     examples: list[Example] = []
     kind = ""
@@ -130,9 +149,41 @@ def load_dataset(
         kind = produces
     if not examples:
         raise DataError(f"dataset '{spec}' gave no examples (rows read: {sum(len(r) for r in sources)})")
-    if spec.n is not None:
-        examples = sample(examples, spec.n, random.Random(f"{seed}:{spec}"))
     return examples, kind
+
+
+def _key(example: Example) -> str:
+    return json.dumps(example, sort_keys=True, default=str)
+
+
+def split_distinct(
+    parts: list[list[Example]], val_ratio: float, rng: random.Random
+) -> tuple[list[list[Example]], list[Example], list[int]]:
+    """Hold out ``val_ratio`` of the examples of ``parts`` (one list per dataset), whole groups of
+    identical examples at a time; returns (each part's training examples, the held-out ones, how
+    many were held out of each part)."""
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for p, examples in enumerate(parts):
+        for i, example in enumerate(examples):
+            groups.setdefault(_key(example), []).append((p, i))
+    total = sum(len(e) for e in parts)
+    n_val = max(1, round(total * val_ratio))
+    keys = list(groups)
+    rng.shuffle(keys)
+    held: set[tuple[int, int]] = set()
+    for k in keys:
+        if len(held) >= n_val:
+            break
+        if not held or len(held) + len(groups[k]) <= n_val:
+            held.update(groups[k])
+    train = [[e for i, e in enumerate(examples) if (p, i) not in held] for p, examples in enumerate(parts)]
+    if not any(train):
+        raise DataError(
+            f"val_ratio {val_ratio} leaves nothing to train on: the data has {len(groups)} distinct example(s), "
+            "and evaluation examples are never copies of training ones; add data or lower val_ratio"
+        )
+    val = [parts[p][i] for p, i in sorted(held)]
+    return train, val, [sum(1 for q, _ in held if q == p) for p in range(len(parts))]
 
 
 def load_datasets(
@@ -159,27 +210,38 @@ def load_datasets(
     stats = stats if stats is not None else LoadStats()
     rng = random.Random(seed)
 
-    def load_all(names: Sequence[str]) -> list[Example]:
-        out: list[Example] = []
+    def load_all(names: Sequence[str], hold_out: float = 0.0) -> tuple[list[Example], list[Example]]:
+        """All examples of ``names`` (``#N`` applied), shuffled; ``hold_out`` of the distinct ones apart."""
+        parts: list[list[Example]] = []
+        wanted: list[int] = []
         for text in names:
-            examples, kind = load_dataset(text, seed=seed, adapter=adapter, skip_bad_rows=skip_bad_rows, stats=stats)
+            spec = parse_spec(text)
+            examples, kind = _load_rows(spec, adapter=adapter, skip_bad_rows=skip_bad_rows, stats=stats)
             if stats.kind and kind != stats.kind:
                 raise DataError(f"dataset '{text}' gives {kind} examples but earlier ones give {stats.kind}; they cannot be mixed")
             stats.kind = kind
+            wanted.append(len(examples) if spec.n is None else spec.n)
+            if spec.n is not None and spec.n <= len(examples):  # a subset: no copies yet
+                examples = sample(examples, spec.n, _spec_rng(seed, spec))
+            parts.append(examples)
+        held: list[Example] = []
+        held_per_part = [0] * len(parts)
+        if hold_out > 0:
+            parts, held, held_per_part = split_distinct(parts, hold_out, rng)
+        out: list[Example] = []
+        for text, examples, n, n_held in zip(names, parts, wanted, held_per_part):
+            if n - n_held > len(examples) and examples:  # '#N' above the data's size: copies, of training rows only
+                examples = sample(examples, n - n_held, _spec_rng(seed, parse_spec(text)))
             out += examples
         rng.shuffle(out)
-        return out
+        rng.shuffle(held)
+        return out, held
 
-    train = load_all(specs)
     if val_specs:
-        val = load_all(val_specs)
-    elif val_ratio > 0:
-        n_val = max(1, round(len(train) * val_ratio))
-        if n_val >= len(train):
-            raise DataError(f"val_ratio {val_ratio} of {len(train)} example(s) leaves nothing to train on")
-        val, train = train[:n_val], train[n_val:]
+        train, _ = load_all(specs)
+        val, _ = load_all(val_specs)
     else:
-        val = []
+        train, val = load_all(specs, hold_out=val_ratio)
     stats.train, stats.val = len(train), len(val)
     log.info("%s", stats.summary())
     return train, val

@@ -11,7 +11,7 @@ import json
 from typing import Any, Mapping
 
 from swiftune.data.errors import DataError
-from swiftune.dataset import DatasetAdapter
+from swiftune.dataset import DatasetAdapter, as_text
 
 ROLE_ALIASES = {
     "system": "system",
@@ -38,12 +38,11 @@ def _role(value: Any, where: str) -> str:
 
 
 def _text(value: Any, where: str) -> str:
-    """Message content as text: a string, or OpenAI-style parts ``[{"type": "text", "text": ...}]``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(p, Mapping) for p in value):
-        return "".join(str(p.get("text", "")) for p in value if p.get("type", "text") == "text")
-    raise DataError(f"{where}: content must be text, got {type(value).__name__}")
+    """Message content as text: a string (or a number), or OpenAI-style parts ``[{"type": "text", "text": ...}]``."""
+    if isinstance(value, list) and value and all(isinstance(p, Mapping) for p in value):
+        return "".join(as_text(p.get("text", ""), f"{where}.content[{i}].text")
+                       for i, p in enumerate(value) if p.get("type", "text") == "text")
+    return as_text(value, f"{where}.content")
 
 
 def _turns(value: Any, column: str, role_key: str, content_key: str) -> list[dict[str, str]]:
@@ -83,13 +82,14 @@ def _history(value: Any) -> list[dict[str, str]]:
     for i, pair in enumerate(value):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise DataError(f"history[{i}] must be a [query, response] pair")
-        out += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
+        out += [{"role": "user", "content": as_text(pair[0], f"history[{i}][0]")},
+                {"role": "assistant", "content": as_text(pair[1], f"history[{i}][1]")}]
     return out
 
 
 def _system(row: Mapping[str, Any]) -> list[dict[str, str]]:
     system = row.get("system")
-    return [{"role": "system", "content": str(system)}] if system else []
+    return [{"role": "system", "content": as_text(system, "system")}] if system else []
 
 
 class AlpacaAdapter(DatasetAdapter):
@@ -101,8 +101,8 @@ class AlpacaAdapter(DatasetAdapter):
     optional_columns = frozenset({"input", "system", "history"})
 
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        prompt = str(self.get(row, "instruction"))
-        extra = row.get("input")
+        prompt = self.text(row, "instruction")
+        extra = self.text(row, "input", required=False)
         if extra:
             prompt = f"{prompt}\n\n{extra}"
         return {
@@ -110,7 +110,7 @@ class AlpacaAdapter(DatasetAdapter):
                 *_system(row),
                 *_history(row.get("history")),
                 {"role": "user", "content": prompt},
-                {"role": "assistant", "content": str(self.get(row, "output"))},
+                {"role": "assistant", "content": self.text(row, "output")},
             ]
         }
 
@@ -154,8 +154,8 @@ class QueryResponseAdapter(DatasetAdapter):
             "messages": [
                 *_system(row),
                 *_history(row.get("history")),
-                {"role": "user", "content": str(self.get(row, "query"))},
-                {"role": "assistant", "content": str(self.get(row, "response"))},
+                {"role": "user", "content": self.text(row, "query")},
+                {"role": "assistant", "content": self.text(row, "response")},
             ]
         }
 
@@ -188,9 +188,9 @@ class ClassificationAdapter(DatasetAdapter):
         label = self.get(row, "label")
         if isinstance(label, bool) or not isinstance(label, (int, str)):
             raise DataError(f"field 'label' must be a class name or index, got {label!r}")
-        example = {"text": str(self.get(row, "text")), "label": label}
+        example = {"text": self.text(row, "text"), "label": label}
         if row.get("text_pair") is not None:
-            example["text_pair"] = str(row["text_pair"])
+            example["text_pair"] = as_text(row["text_pair"], "text_pair")
         return example
 
 
