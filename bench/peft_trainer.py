@@ -5,6 +5,10 @@ with the tokenizer's chat template, label the assistant turns only (the prompt m
 as SFT does and as ``swiftune sft`` does), train LoRA with the ``Trainer``. Prints one JSON line
 with the train loop's runtime and the non-padding tokens it saw.
 
+``--lazy`` tokenizes each row when the Trainer asks for it (all rows form the dataset), as a script
+that does not prepare its data up front does; ``--first-step-file`` gets the wall-clock time of the
+end of the first optimizer step (the start-up measurement, ``bench/startup.py``).
+
     python bench/peft_trainer.py --model DIR --data FILE.jsonl --steps 8 --batch 4 --precision bf16
 """
 
@@ -27,6 +31,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--r", type=int, default=8)
     p.add_argument("--alpha", type=int, default=16)
+    p.add_argument("--lazy", action="store_true", help="tokenize rows on demand, every row in the dataset")
+    p.add_argument("--first-step-file", help="write time.time() there when the first optimizer step ends")
     return p.parse_args(argv)
 
 
@@ -44,6 +50,32 @@ def assistant_labels(tokenizer, messages: list[dict], ids: list[int]) -> list[in
     return labels
 
 
+class LazyRows:
+    """A map-style dataset that encodes a row when it is read."""
+
+    def __init__(self, rows: list[dict], encode) -> None:
+        self.rows, self.encode = rows, encode
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.encode(self.rows[i])
+
+
+def first_step_callback(path: str):
+    """A Trainer callback that writes the wall-clock time when the first optimizer step has ended."""
+    from transformers import TrainerCallback
+
+    class FirstStepTime(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                with open(path, "w") as fh:
+                    fh.write(repr(time.time()))
+
+    return FirstStepTime()
+
+
 def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     args = parse(argv)
@@ -58,14 +90,19 @@ def main(argv: list[str] | None = None) -> dict:
     model = peft.get_peft_model(model, peft.LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0,
                                                        target_modules="all-linear", task_type="CAUSAL_LM"))
     rows = [json.loads(line) for line in open(args.data) if line.strip()]
-    need = args.steps * args.batch
-    examples = []
-    for row in (rows * (need // len(rows) + 1))[:need]:
+
+    def encode(row: dict) -> dict:
         ids = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=False)
         ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
         labels = assistant_labels(tokenizer, row["messages"], ids)[: args.max_length]
         ids = ids[: args.max_length]
-        examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+    if args.lazy:
+        examples = LazyRows(rows, encode)
+    else:
+        need = args.steps * args.batch
+        examples = [encode(row) for row in (rows * (need // len(rows) + 1))[:need]]
     targs = TrainingArguments(
         output_dir=args.output_dir, max_steps=args.steps, per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="cosine",
@@ -74,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     )  # fmt: skip
     trainer = Trainer(model=model, args=targs, train_dataset=examples,
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    if args.first_step_file:
+        trainer.add_callback(first_step_callback(args.first_step_file))
     metrics = trainer.train().metrics
     out = {"train_runtime": metrics["train_runtime"], "tokens": trainer.state.num_input_tokens_seen,
            "steps": trainer.state.global_step, "wall": time.perf_counter() - start}

@@ -82,7 +82,7 @@ class JinjaRenderer:
             if msg.get("role") != "assistant":
                 continue
             before = self._apply(messages[:i], True) if i else self._empty_prompt()
-            upto = self._apply(messages[: i + 1], False)
+            upto = full if i + 1 == len(messages) else self._apply(messages[: i + 1], False)
             if not (upto.startswith(before) and full.startswith(upto)):
                 raise DataError(
                     f"the tokenizer's chat template renders turn {i} differently once later turns follow, so the "

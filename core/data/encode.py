@@ -24,15 +24,7 @@ def encode_spans(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]]) ->
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
-        labels = [IGNORE_INDEX] * len(ids)
-        k = 0
-        ordered = sorted(spans)
-        for j, (start, end) in enumerate(enc["offset_mapping"]):
-            while k < len(ordered) and ordered[k][1] <= start:
-                k += 1
-            if k < len(ordered) and end > ordered[k][0]:
-                labels[j] = ids[j]
-        return ids, labels
+        return ids, _labels_from_offsets(ids, enc["offset_mapping"], spans)
     ids: list[int] = []
     labels: list[int] = []
     pos = 0
@@ -45,6 +37,31 @@ def encode_spans(tokenizer: Any, text: str, spans: Sequence[tuple[int, int]]) ->
         pos = end
     tail = tokenizer(text[pos:], add_special_tokens=False)["input_ids"] if text[pos:] else []
     return ids + tail, labels + [IGNORE_INDEX] * len(tail)
+
+
+def _labels_from_offsets(ids: Sequence[int], offsets: Sequence[tuple[int, int]],
+                         spans: Sequence[tuple[int, int]]) -> list[int]:
+    """Each token's id where its character offsets overlap a span, else ``IGNORE_INDEX``."""
+    labels = [IGNORE_INDEX] * len(ids)
+    k = 0
+    ordered = sorted(spans)
+    for j, (start, end) in enumerate(offsets):
+        while k < len(ordered) and ordered[k][1] <= start:
+            k += 1
+        if k < len(ordered) and end > ordered[k][0]:
+            labels[j] = ids[j]
+    return labels
+
+
+def encode_spans_batch(tokenizer: Any, texts: Sequence[str],
+                       spans: Sequence[Sequence[tuple[int, int]]]) -> list[tuple[list[int], list[int]]]:
+    """``encode_spans`` of many texts: a fast tokenizer encodes them in one call (its Rust side
+    runs in parallel); the result equals encoding each text alone."""
+    if not getattr(tokenizer, "is_fast", False):
+        return [encode_spans(tokenizer, text, row_spans) for text, row_spans in zip(texts, spans)]
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    return [(list(ids), _labels_from_offsets(ids, offsets, row_spans))
+            for ids, offsets, row_spans in zip(enc["input_ids"], enc["offset_mapping"], spans)]
 
 
 def encode_chat(tokenizer: Any, rendered: RenderedChat) -> tuple[list[int], list[int]]:

@@ -11,16 +11,20 @@ Truncation is "right" (keep the start), "left" (keep the end) or "drop" (skip th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..template import ChatTemplate
 from .chat import get_renderer
-from .encode import IGNORE_INDEX, TRUNCATIONS, encode_chat, truncate
+from .encode import IGNORE_INDEX, TRUNCATIONS, encode_chat, encode_spans_batch, truncate
 from .errors import DataError
 
 log = logging.getLogger("swiftune.data")
+
+#: Examples rendered and handed to the tokenizer per call (a fast tokenizer encodes them in parallel).
+BATCH_SIZE = 1000
 
 
 @dataclass
@@ -36,6 +40,9 @@ class TokenizeStats:
     #: Rows of the result (differs from ``kept`` with packing).
     rows: int = 0
     longest: int = 0
+    #: Tokens in the result, and how many of them are trained on (labels other than -100).
+    tokens: int = 0
+    trained_tokens: int = 0
     template: str = ""
     label2id: dict[str, int] = field(default_factory=dict)
 
@@ -80,40 +87,63 @@ def _fit(ids: list[int], labels: list[int], max_length: int, truncation: str, st
     return cut
 
 
-def _chat_rows(examples, tokenizer, template, max_length, truncation, stats):
+def _render(renderer: Any, example: dict[str, Any], index: int) -> Any:
     from jinja2 import TemplateError
 
+    try:
+        return renderer.render(example["messages"])
+    except DataError as exc:
+        raise DataError(f"example {index}: {exc}") from None
+    except (ValueError, TypeError, TemplateError) as exc:
+        raise DataError(f"example {index}: the chat template '{renderer.name}' cannot render it: {exc}") from None
+
+
+def _encode_chats(tokenizer: Any, rendered: list[Any], first: int) -> list[tuple[list[int], list[int]]]:
+    """Ids and labels of rendered chats, in one tokenizer call; on failure row by row, to name the row."""
+    try:
+        return encode_spans_batch(tokenizer, [r.text for r in rendered], [r.spans for r in rendered])
+    except Exception:  # noqa: BLE001 - find the example that fails, below
+        pass
+    out = []
+    for k, chat in enumerate(rendered):
+        try:
+            out.append(encode_chat(tokenizer, chat))
+        except DataError as exc:
+            raise DataError(f"example {first + k}: {exc}") from None
+    return out
+
+
+def _chat_rows(examples, tokenizer, template, max_length, truncation, stats):
     renderer = get_renderer(tokenizer, template)
     stats.template = renderer.name
-    for i, example in enumerate(examples):
-        try:
-            ids, labels = encode_chat(tokenizer, renderer.render(example["messages"]))
-        except DataError as exc:
-            raise DataError(f"example {i}: {exc}") from None
-        except (ValueError, TypeError, TemplateError) as exc:
-            raise DataError(f"example {i}: the chat template '{renderer.name}' cannot render it: {exc}") from None
-        cut = _fit(ids, labels, max_length, truncation, stats)
-        if cut is None:
-            continue
-        if all(x == IGNORE_INDEX for x in cut[1]):
-            stats.dropped_no_target += 1
-            continue
-        yield cut
+    for first in range(0, len(examples), BATCH_SIZE):
+        chunk = examples[first : first + BATCH_SIZE]
+        rendered = [_render(renderer, example, first + k) for k, example in enumerate(chunk)]
+        for ids, labels in _encode_chats(tokenizer, rendered, first):
+            cut = _fit(ids, labels, max_length, truncation, stats)
+            if cut is None:
+                continue
+            if all(x == IGNORE_INDEX for x in cut[1]):
+                stats.dropped_no_target += 1
+                continue
+            yield cut
 
 
 def _text_rows(examples, tokenizer, max_length, truncation, packing, stats):
     eos = tokenizer.eos_token_id
-    for example in examples:
-        ids = list(tokenizer(example["text"], add_special_tokens=True)["input_ids"])
-        if eos is not None and (not ids or ids[-1] != eos):
-            ids.append(eos)
-        if packing:  # blocks are cut later; nothing is truncated or dropped here
-            stats.longest = max(stats.longest, len(ids))
-            yield ids, list(ids)
-            continue
-        cut = _fit(ids, list(ids), max_length, truncation, stats)
-        if cut is not None:
-            yield cut
+    for first in range(0, len(examples), BATCH_SIZE):
+        texts = [example["text"] for example in examples[first : first + BATCH_SIZE]]
+        for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]:
+            ids = list(ids)
+            if eos is not None and (not ids or ids[-1] != eos):
+                ids.append(eos)
+            if packing:  # blocks are cut later; nothing is truncated or dropped here
+                stats.longest = max(stats.longest, len(ids))
+                yield ids, list(ids)
+                continue
+            cut = _fit(ids, list(ids), max_length, truncation, stats)
+            if cut is not None:
+                yield cut
 
 
 def _pack(rows, max_length: int, split_rows: bool):
@@ -169,9 +199,9 @@ def tokenize_with_stats(
     *,
     packing: bool = False,
     label2id: dict[str, int] | None = None,
+    cache: bool = False,
 ) -> tuple[Any, TokenizeStats]:
     """``tokenize`` that also returns its ``TokenizeStats``."""
-    import datasets
 
     if truncation not in TRUNCATIONS:
         raise DataError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
@@ -182,9 +212,33 @@ def tokenize_with_stats(
     kinds = {example_kind(e) for e in examples}
     if len(kinds) > 1:
         raise DataError(f"examples mix kinds ({', '.join(sorted(kinds))}); tokenize one kind at a time")
-    stats = TokenizeStats(kind=kinds.pop(), examples=len(examples))
+    kind = kinds.pop()
+    if kind == "messages":
+        template = get_renderer(tokenizer, template)
+    if kind == "classification" and label2id is None:
+        label2id = build_label2id(examples)
+    key = None
+    if cache:
+        from . import token_cache
+
+        key = token_cache.cache_key(examples, tokenizer, template, kind=kind, max_length=max_length,
+                                    truncation=truncation, packing=packing, label2id=label2id)
+        hit = token_cache.load(key) if key else None
+        if hit is not None:
+            log.info("tokenized dataset from the cache: %s", token_cache.cache_folder(key))
+            return hit[0], TokenizeStats(**hit[1])
+    dataset, stats = _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id)
+    if key:
+        token_cache.store(key, dataset, dataclasses.asdict(stats))
+    return dataset, stats
+
+
+def _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id):
+    import datasets
+
+    stats = TokenizeStats(kind=kind, examples=len(examples))
     if stats.kind == "classification":
-        stats.label2id = dict(label2id) if label2id is not None else build_label2id(examples)
+        stats.label2id = dict(label2id)
         columns = _classification(examples, tokenizer, max_length, truncation, stats.label2id, stats)
         stats.kept = len(columns["input_ids"])
     else:
@@ -200,7 +254,9 @@ def tokenize_with_stats(
             "labels": [r[1] for r in rows],
             "attention_mask": [[1] * len(r[0]) for r in rows],
         }
+        stats.trained_tokens = sum(len(labels) - labels.count(IGNORE_INDEX) for labels in columns["labels"])
     stats.rows = len(columns["input_ids"])
+    stats.tokens = sum(len(ids) for ids in columns["input_ids"])
     if stats.rows == 0:
         raise DataError(
             f"no example is left after tokenization: {stats.summary()}. "
@@ -219,16 +275,19 @@ def tokenize(
     packing: bool = False,
     label2id: dict[str, int] | None = None,
     stats: TokenizeStats | None = None,
+    cache: bool = False,
 ) -> Any:
     """Tokenize canonical examples into a ``datasets.Dataset`` with input_ids / labels / attention_mask.
 
     ``template``: a ``ChatTemplate``, a registered name, "tokenizer", a renderer from
     ``get_renderer``, or None for the tokenizer's own (chat examples only). ``truncation``: "right", "left" or "drop" for examples over
     ``max_length``. ``packing`` concatenates examples into ``max_length`` blocks. Pass a
-    ``TokenizeStats`` as ``stats`` to read the counts (also logged at INFO).
+    ``TokenizeStats`` as ``stats`` to read the counts (also logged at INFO). ``cache``: reuse (or
+    write) the result under ``$SWIFTUNE_CACHE/tokenized/``, keyed by everything that changes the
+    tokens (see ``swiftune.data.token_cache``).
     """
     dataset, result = tokenize_with_stats(
-        examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id
+        examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id, cache=cache
     )
     if stats is not None:
         stats.__dict__.update(result.__dict__)

@@ -59,10 +59,21 @@ def load_preference_rows(specs: Sequence[str], val_specs: Sequence[str], *, seed
 def tokenize(examples: Sequence[dict], tokenizer: Any, template: Any, max_length: int, truncation: str,
              packing: bool = False):
     """A ``datasets.Dataset`` of input_ids / labels (-100 outside assistant answers) / attention_mask."""
+    return tokenize_with_stats(examples, tokenizer, template, max_length, truncation, packing)[0]
+
+
+def tokenize_with_stats(examples: Sequence[dict], tokenizer: Any, template: Any, max_length: int, truncation: str,
+                        packing: bool = False):
+    """``tokenize`` and its ``TokenizeStats`` (token counts for the start summary, without a second
+    pass over the rows); cached by content under ``$SWIFTUNE_CACHE/tokenized/``."""
+    from ..data import TokenizeStats
     from ..data import tokenize as data_tokenize
 
-    return data_tokenize(list(examples), tokenizer, getattr(template, "template", None) or template_name(template),
-                         max_length, truncation, packing=packing)
+    stats = TokenizeStats()
+    dataset = data_tokenize(list(examples), tokenizer,
+                            getattr(template, "template", None) or template_name(template),
+                            max_length, truncation, packing=packing, stats=stats, cache=True)
+    return dataset, stats
 
 
 def collator(tokenizer: Any, padding_free: bool = False):

@@ -162,11 +162,15 @@ def write_args_json(args: SftArguments, output_dir: Path, resolved: dict[str, An
 
 
 def summary(model_name: str, tuner_config: Any, swift: Any, train: Any, val: Any, trainer: Any,
-            precision: str, output_dir: Path) -> str:
-    """The start banner: model, tuner, trainable parameters, data and the step count."""
+            precision: str, output_dir: Path, train_stats: Any = None) -> str:
+    """The start banner: model, tuner, trainable parameters, data and the step count (token counts
+    from ``train_stats`` when given, rather than a second pass over the rows)."""
     params = swift.trainable_summary()
-    tokens = sum(len(ids) for ids in train["input_ids"])
-    answer = sum(sum(1 for t in labels if t != -100) for labels in train["labels"])
+    if train_stats is not None:
+        tokens, answer = train_stats.tokens, train_stats.trained_tokens
+    else:
+        tokens = sum(len(ids) for ids in train["input_ids"])
+        answer = sum(sum(1 for t in labels if t != -100) for labels in train["labels"])
     args = trainer.args
     batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     steps = args.max_steps if args.max_steps > 0 else max(1, -(-len(train) // batch)) * int(-(-args.num_train_epochs // 1))
@@ -248,7 +252,8 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     )
     train_rows, val_rows = (bridge.personalize(rows, system=args.system, model_name=args.model_name,
                                                model_author=args.model_author) for rows in (train_rows, val_rows))
-    train = bridge.tokenize(train_rows, tokenizer, template, args.max_length, args.truncation, args.packing)
+    train, train_stats = bridge.tokenize_with_stats(train_rows, tokenizer, template, args.max_length, args.truncation,
+                                                    args.packing)
     val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
 
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
@@ -273,7 +278,8 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
                     "resolved_precision": precision}
         trainer.run_args = write_args_json(args, output_dir, resolved)  # also into each checkpoint and final/
-        print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir), flush=True)
+        print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir, train_stats),
+              flush=True)
         print(f"lean       {lean.describe()}", flush=True)
         if resume:
             print(f"resuming from {resume}", flush=True)
