@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast demo dpo-demo bench clean
+.PHONY: setup test test-fast test-min demo dpo-demo bench clean
 
 PLUGINS := plugins/swiftune-ia3 plugins/swiftune-example-zoo
 PLUGIN_SOURCES := $(shell find $(PLUGINS) -type f \( -name '*.py' -o -name '*.toml' -o -name '*.jsonl' \) \
@@ -40,6 +40,28 @@ test: setup
 test-fast: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
 
+# The declared lower bounds, tested: a separate venv with the pinned CPU torch and every floor that
+# .ci/minimums.py reads from pyproject.toml (transformers, peft, accelerate, datasets, pydantic,
+# bitsandbytes, trl, fastapi, diffusers) as pip constraints, then the tests below on it: sft / infer /
+# export end to end, the trainer, PEFT compatibility, QLoRA, datasets and configs.
+VENV_MIN := .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
+MIN_STAMP := $(VENV_MIN)/.setup-stamp
+MIN_TESTS := tests/test_sft.py tests/test_infer.py tests/test_export.py tests/test_trainer.py \
+	tests/test_peft_compat.py tests/test_lora.py tests/test_tuner_qlora.py tests/test_datasets.py \
+	tests/test_config.py tests/test_tokenize_cache.py tests/test_deploy.py
+
+$(MIN_STAMP): pyproject.toml Makefile .ci/minimums.py
+	test -x $(PY_MIN) || $(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) .ci/minimums.py > $(VENV_MIN)/minimums.txt
+	$(PY_MIN) -m pip --disable-pip-version-check install -q "torch==$(TORCH_VERSION)"
+	$(PY_MIN) -m pip --disable-pip-version-check install -q -c $(VENV_MIN)/minimums.txt -e ".[dev]"
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	$(PY_MIN) -m pip --disable-pip-version-check list 2>/dev/null | grep -i -E "^($$(cut -d= -f1 $(VENV_MIN)/minimums.txt | paste -sd'|')) "
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY_MIN) -m pytest -q -ra -n 2 -p no:cacheprovider $(MIN_TESTS)
+
 demo: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/demo.py
 
@@ -53,4 +75,4 @@ bench: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m bench --write docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(VENV_MIN) build dist *.egg-info
