@@ -78,6 +78,16 @@ def test_remote_code_runs_when_asked(tmp_path, monkeypatch) -> None:
     assert type(model).__name__ == "QWenLMHeadModel" and marker.exists()
 
 
+def test_a_native_architecture_loads_without_running_its_shipped_files(tmp_path, monkeypatch) -> None:
+    """An auto_map that is only an alternative to a class transformers has: no error, no code run."""
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    folder, marker = remote_code_model(tmp_path / "native")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    model, _ = load_model(folder)
+    assert type(model).__name__ == "LlamaForCausalLM" and not marker.exists()
+
+
 def adapter_naming(base: Path, folder: Path) -> Path:
     """A LoRA adapter (trained on a plain tiny llama) whose adapter_config.json names ``base``."""
     plain, _ = load_model(save_tiny_model(folder.parent / "plain"))

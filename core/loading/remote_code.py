@@ -47,34 +47,42 @@ def _module_files(reference: Any) -> list[str]:
     return files
 
 
-def remote_code_files(folder: str | Path) -> list[str]:
-    """The Python files loading ``folder`` with ``trust_remote_code=True`` would run (from ``auto_map``)."""
-    folder = Path(folder)
-    found: list[str] = []
+def _auto_map_files(folder: Path) -> dict[str, list[str]]:
+    """{config file name: the module files its ``auto_map`` names} for the configs ``folder`` has."""
+    found: dict[str, list[str]] = {}
     for name in _CONFIG_FILES:
-        path = folder / name
-        if not path.is_file():
-            continue
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
             continue
         auto_map = data.get("auto_map") if isinstance(data, dict) else None
         if isinstance(auto_map, dict):
-            for reference in auto_map.values():
-                found += [f for f in _module_files(reference) if f not in found]
+            files = [f for ref in auto_map.values() for f in _module_files(ref)]
+            if files:
+                found[name] = list(dict.fromkeys(files))
     return found
 
 
-def _natively_supported(folder: Path) -> bool:
-    """transformers has the config's ``model_type`` itself (auto_map is then ignored without trust)."""
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
+def remote_code_files(folder: str | Path) -> list[str]:
+    """The Python files loading ``folder`` with ``trust_remote_code=True`` would run (from ``auto_map``)."""
+    return list(dict.fromkeys(f for files in _auto_map_files(Path(folder)).values() for f in files))
+
+
+def _native_without_code(folder: Path, config_name: str) -> bool:
+    """transformers can load what ``config_name`` describes with its own classes (its ``auto_map``
+    is then ignored without trust): a known ``model_type``, or a ``tokenizer_class`` / processor
+    class that transformers has."""
+    import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    return bool(model_type) and model_type in CONFIG_MAPPING
+    try:
+        data = json.loads((folder / config_name).read_text())
+    except (OSError, ValueError):
+        return False
+    if config_name == "config.json":
+        return bool(data.get("model_type")) and data["model_type"] in CONFIG_MAPPING
+    cls = data.get("tokenizer_class") or data.get("image_processor_type") or data.get("processor_class")
+    return isinstance(cls, str) and (hasattr(transformers, cls) or hasattr(transformers, cls.removesuffix("Fast")))
 
 
 def check_remote_code(folder: str | Path, trusted: bool, *, family: Any = None, name: str | None = None) -> None:
@@ -83,12 +91,13 @@ def check_remote_code(folder: str | Path, trusted: bool, *, family: Any = None, 
     if trusted:
         return
     folder = Path(folder)
-    files = remote_code_files(folder)
     family_needs = bool(getattr(family, "trust_remote_code", False))
+    by_config = _auto_map_files(folder)
+    if not family_needs:  # only the files transformers cannot do without
+        by_config = {c: f for c, f in by_config.items() if not _native_without_code(folder, c)}
+    files = list(dict.fromkeys(f for names in by_config.values() for f in names))
     if not files and not family_needs:
         return
-    if files and not family_needs and _natively_supported(folder):
-        return  # transformers loads it with its own classes; the shipped files are not run
     shown = f"{name} ({folder})" if name and name != str(folder) else str(folder)
     what = f"its Python files {', '.join(files)} (auto_map in its config)" if files else "Python code from its hub repository"
     needs = f"; model family '{family.name}' needs remote code" if family_needs else ""

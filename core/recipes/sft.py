@@ -76,7 +76,7 @@ def clear_previous_run(output_dir: Path) -> None:
 
     for path in complete_checkpoints(output_dir):
         shutil.rmtree(path)
-    for name in (LOG_NAME, STAGING, FINAL_NAME):
+    for name in (LOG_NAME, STAGING, FINAL_NAME, ARGS_NAME, "loss.png"):  # nothing of the old run stays mixed in
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
