@@ -158,6 +158,7 @@ class InferArguments(GenerationArguments):
     system: str | None = Field(None, description="system prompt")
     input: str | None = Field(None, description="batch mode: a jsonl file or any dataset spec the registry reads")
     output: str | None = Field(None, description="batch mode: where to write the rows with their 'response'")
+    skip_bad_rows: bool = Field(False, description="batch mode: skip input rows that cannot be read or converted (they are reported) instead of failing")
     batch_size: int = Field(8, ge=1, description="prompts generated together in batch mode")
     max_length: int = Field(2048, ge=8, description="prompt tokens kept (the history is cut from the front)")
     stream: bool = Field(True, description="print chat tokens as they are generated")

@@ -6,6 +6,7 @@ through these few functions, so the recipes read the same whichever way those pi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch  # noqa: F401 - dtype annotations
@@ -106,41 +107,73 @@ def stop_strings(template: Any, tokenizer: Any) -> list[str]:
 _ANSWER_COLUMNS = {"query": "response", "instruction": "output"}
 
 
-def read_prompt_rows(spec: str) -> list[tuple[dict, list[dict]]]:
+@dataclass
+class PromptRows:
+    """Batch inference input: each row with its prompt conversation and where it came from."""
+
+    rows: list[tuple[dict, list[dict]]] = field(default_factory=list)
+    #: "file line N" of each row, for messages about it.
+    where: list[str] = field(default_factory=list)
+    #: The rows skipped with ``skip_bad_rows``, each "file line N: why".
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_prompts(spec: str, skip_bad_rows: bool = False) -> PromptRows:
     """Batch inference input: (the raw row, its conversation up to the answer to generate).
 
     Any format the dataset adapters read works; rows may omit the answer (``{"query": ...}``,
     ``{"instruction": ...}``, messages ending with a user turn). A trailing assistant turn (a
-    reference answer) is not part of the prompt. Text rows become one user message.
+    reference answer) is not part of the prompt. Text rows become one user message. A row that
+    cannot be read or converted is an error naming its line, or, with ``skip_bad_rows``, skipped
+    and listed in ``skipped``.
     """
     from ..data.convert import detect_adapter, get_adapter
+    from ..data.errors import DataError
     from ..data.load import resolve
     from ..data.spec import parse_spec
 
     parsed = parse_spec(spec)
-    sources, entry_adapter, renames = resolve(parsed)
-    out: list[tuple[dict, list[dict]]] = []
+    sources, entry_adapter, renames = resolve(parsed, skip_bad_rows=skip_bad_rows)
+    out = PromptRows()
     for raw in sources:
+        out.skipped += raw.bad
         for i, row in enumerate(raw.rows):
             row = dict(row)
-            filled = {renames.get(k, k): v for k, v in row.items()}
-            for key, answer in _ANSWER_COLUMNS.items():
-                if key in filled:
-                    filled.setdefault(answer, "")
-            name = entry_adapter or detect_adapter(set(filled), raw.where(i))
-            example = get_adapter(name).convert(filled)
-            if "messages" in example:
-                messages = list(example["messages"])
-                while messages and messages[-1]["role"] == "assistant":
-                    messages.pop()
-            else:
-                messages = [{"role": "user", "content": str(example["text"])}]
-            if not messages:
-                raise ValueError(f"{raw.where(i)}: no prompt to answer")
-            out.append((row, messages))
+            try:
+                out.rows.append((row, _prompt_of(row, renames, entry_adapter, raw.where(i), detect_adapter, get_adapter)))
+                out.where.append(raw.where(i))
+            except (DataError, KeyError, TypeError, ValueError) as exc:
+                detail = f"missing field {exc}" if type(exc) is KeyError else str(exc)
+                message = detail if detail.startswith(raw.where(i)) else f"{raw.where(i)}: {detail}"
+                if not skip_bad_rows:
+                    raise DataError(f"{message}; fix the row or pass --skip-bad-rows") from None
+                out.skipped.append(message)
     if parsed.n is not None:
-        out = out[: parsed.n]
+        out.rows, out.where = out.rows[: parsed.n], out.where[: parsed.n]
     return out
+
+
+def _prompt_of(row: dict, renames: dict, adapter: str | None, where: str, detect_adapter: Any,
+               get_adapter: Any) -> list[dict]:
+    filled = {renames.get(k, k): v for k, v in row.items()}
+    for key, answer in _ANSWER_COLUMNS.items():
+        if key in filled:
+            filled.setdefault(answer, "")
+    example = get_adapter(adapter or detect_adapter(set(filled), where)).convert(filled)
+    if "messages" in example:
+        messages = list(example["messages"])
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+    else:
+        messages = [{"role": "user", "content": example["text"]}]
+    if not messages:
+        raise ValueError("no prompt to answer (no user turn)")
+    return messages
+
+
+def read_prompt_rows(spec: str) -> list[tuple[dict, list[dict]]]:
+    """``read_prompts(spec).rows``: every row must convert."""
+    return read_prompts(spec).rows
 
 
 def personalize(examples: Sequence[dict], *, system: str | None, model_name: Sequence[str],

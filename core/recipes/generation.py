@@ -44,15 +44,24 @@ class Generator:
     # -- prompts ----------------------------------------------------------------------------------
     def encode(self, messages: Sequence[dict]) -> list[int]:
         """The prompt for the next assistant turn; the oldest turns go first when it is too long."""
+        return self.encode_counted(messages)[0]
+
+    def encode_counted(self, messages: Sequence[dict]) -> tuple[list[int], int]:
+        """``(prompt ids, how many tokens of the whole conversation were dropped to fit max_length)``.
+
+        Whole older turns go first (the system prompt and the last turn stay), then the start of
+        what is left: callers that must not lose text silently (batch infer) report the count."""
         from . import bridge
 
         messages = list(messages)
         ids = bridge.encode_prompt(messages, self.tokenizer, self.template)
+        full = len(ids)
         keep_system = 1 if messages and messages[0].get("role") == "system" else 0
         while len(ids) > self.max_length and len(messages) > keep_system + 1:
             del messages[keep_system]
             ids = bridge.encode_prompt(messages, self.tokenizer, self.template)
-        return ids[-self.max_length :]
+        ids = ids[-self.max_length :]
+        return ids, full - len(ids)
 
     # -- generation -------------------------------------------------------------------------------
     def generation_kwargs(self, gen: GenerationArguments) -> dict[str, Any]:

@@ -2,20 +2,28 @@
 
 Batch mode (``--input`` / ``--output``) writes each input row plus its ``response`` (an input
 ``response`` column, a reference answer, is kept as ``reference``); prompts are
-generated ``--batch-size`` at a time with left padding, in input order. Without ``--input`` it is
-an interactive chat (see ``chat.py``).
+generated ``--batch-size`` at a time with left padding, in input order. A prompt cut to
+``--max-length`` is a warning naming its line and the tokens dropped; a bad row is an error naming
+its line, or skipped and reported with ``--skip-bad-rows``. Without ``--input`` it is an
+interactive chat (see ``chat.py``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import naming_file
 from .arguments import InferArguments
 from .generation import Generator
+
+log = logging.getLogger("swiftune.infer")
+#: How many skipped rows a report lists one by one (the count is always exact).
+SHOWN_BAD_ROWS = 20
 
 
 def inference_dtype(precision: str) -> Any:
@@ -76,19 +84,31 @@ def run_batch(generator: Generator, args: InferArguments) -> list[dict[str, Any]
 
     from . import bridge
 
-    rows = bridge.read_prompt_rows(args.input)
+    read = bridge.read_prompts(args.input, skip_bad_rows=args.skip_bad_rows)
+    report_skipped(args.input, read.skipped)
+    rows = list(zip(read.rows, read.where))
     if not rows:
-        raise ConfigError(f"--input: {args.input} has no rows")
+        left = f" left after skipping {len(read.skipped)} bad row(s)" if read.skipped else ""
+        raise ConfigError(f"--input: {args.input} has no rows{left}")
     out_path = Path(args.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     written: list[dict[str, Any]] = []
-    with tmp.open("w") as fh, tqdm(total=len(rows), desc="generating", unit="row") as bar:
+    cut = 0
+    with naming_file(out_path, "write"), tmp.open("w") as fh, tqdm(total=len(rows), desc="generating", unit="row") as bar:
         for start in range(0, len(rows), args.batch_size):
             chunk = rows[start : start + args.batch_size]
-            prompts = [generator.encode(_with_system(msgs, args.system)) for _, msgs in chunk]
+            prompts = []
+            for (_, msgs), where in chunk:
+                ids, dropped = generator.encode_counted(_with_system(msgs, args.system))
+                if dropped:
+                    cut += 1
+                    log.warning("swiftune: %s: dropped %d of %d prompt tokens to fit --max-length %d (older turns "
+                                "first, then the start of the prompt); raise --max-length to keep them",
+                                where, dropped, dropped + len(ids), args.max_length)
+                prompts.append(ids)
             answers = generator.generate(prompts, args)
-            for (row, _), answer in zip(chunk, answers):
+            for ((row, _), _where), answer in zip(chunk, answers):
                 record = dict(row)
                 if "response" in record:  # a reference answer in the input (query-response rows)
                     record["reference"] = record.pop("response")
@@ -98,8 +118,19 @@ def run_batch(generator: Generator, args: InferArguments) -> list[dict[str, Any]
             fh.flush()
             bar.update(len(chunk))
     os.replace(tmp, out_path)
-    print(f"wrote {len(written)} rows to {out_path}")
+    notes = [f"{cut} prompt(s) cut to --max-length {args.max_length}"] if cut else []
+    notes += [f"{len(read.skipped)} bad row(s) skipped"] if read.skipped else []
+    print(f"wrote {len(written)} rows to {out_path}" + (f" ({'; '.join(notes)})" if notes else ""))
     return written
+
+
+def report_skipped(source: str, skipped: list[str]) -> None:
+    """One warning listing the skipped rows ("file line N: why"), as sft reports its bad rows."""
+    if not skipped:
+        return
+    shown = skipped[:SHOWN_BAD_ROWS]
+    more = f"\n  ... and {len(skipped) - len(shown)} more" if len(skipped) > len(shown) else ""
+    log.warning("swiftune: %s: skipped %d bad row(s):\n  %s%s", source, len(skipped), "\n  ".join(shown), more)
 
 
 def _with_system(messages: list[dict], system: str | None) -> list[dict]:
