@@ -106,9 +106,10 @@ class SwiftModel(nn.Module):
         if active:
             self._check_prompt_learning([*self._active, adapter_name], {adapter_name: tuner})
         tuner.loading = loading
+        self.model = tuner.prepare_model(self.model)
+        # (after prepare_model: bitsandbytes layers compute differently in eval, QLoRA's tests rely on that)
         old_modules = list(self.model.modules())  # kept alive while ids are compared
         modules_before = {id(m) for m in old_modules}
-        self.model = tuner.prepare_model(self.model)
         base_params = list(self.model.parameters())  # kept alive while ids are compared
         before = {id(p) for p in base_params}
         dtype = resolve_adapter_dtype(adapter_dtype, base_float_dtype(self.model))
