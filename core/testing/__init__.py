@@ -3,7 +3,8 @@
 The checks read the tuner's capability flags (``mergeable``, ``identity_at_init``,
 ``prompt_learning``, ``trains_base_parameters``, ``needs_transformers_model``,
 ``default_targets_need_transformers``, ``memorises``) and never its name, so a plugin gets the same suite as the
-built-ins. A tuner whose default targets need transformers structure skips the plain modules with
+built-ins. Flags are asked of the config under test (``Tuner.capabilities(config)``), so the suite
+runs unchanged over non-default configs (``config={...}``; the test ids then name the fields). A tuner whose default targets need transformers structure skips the plain modules with
 its default config; run with explicit targets (``config=...``) they are checked like any other.
 Each runs the tuner with its default config on tiny llama, qwen2, gpt2 and bert models built from
 configs, a plain MLP and a small conv net:
