@@ -89,11 +89,12 @@ def build_served(args: DeployArguments):
 
 def _served_by_vllm(args: DeployArguments, pairs: list[tuple[str, str]]):
     from ..serve.app import Served
+    from ..loading.remote_code import trust_remote_code
     from ..serve.vllm_engine import build_vllm_engine
 
     if not args.model:
         raise ConfigError("--infer_backend vllm: give --model (a local folder or hub id vLLM can load)")
-    engine, limit = build_vllm_engine(args.model, pairs, template=args.template, trust_remote_code=args.trust_remote_code,
+    engine, limit = build_vllm_engine(args.model, pairs, template=args.template, trust_remote_code=trust_remote_code(args.allows_remote_code()),
                                       max_model_len=args.max_model_len, max_batch_size=args.max_batch_size,
                                       max_queue=args.max_queue)
     base_name = args.served_model_name or Path(args.model.rstrip("/")).name
