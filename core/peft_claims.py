@@ -106,16 +106,17 @@ def claim_conflicts() -> dict[str, list[str]]:
             if len(winners) == 1 and claim is winners[0]:
                 continue
             others = [c for c in group if c is not claim]
+            head = f"peft_type conflict: tuner '{claim.tuner}' claims {claim.what}"
             if len(winners) == 1:
                 message = (
-                    f"tuner '{claim.tuner}' claims {claim.what}, which {winners[0].who} keeps: plain PEFT files "
-                    f"of that type load with '{winners[0].tuner}' (claim a variant with peft_claim_fields, "
-                    f'or name the tuner in the file with "tuner")'
+                    f"{head}, which {winners[0].who} keeps: plain PEFT files of that type load with "
+                    f"'{winners[0].tuner}' (claim a variant with peft_claim_fields, or name the tuner in the file "
+                    f'with "tuner")'
                 )
             else:
                 message = (
-                    f"tuner '{claim.tuner}' claims {claim.what}, as {' and '.join(c.who for c in others)} do: such "
-                    f'files load only when they name their tuner ("tuner") or one plugin is disabled ({DISABLE_ENV})'
+                    f"{head}, as {' and '.join(c.who for c in others)} do: such files load only when they name "
+                    f'their tuner ("tuner") or one plugin is disabled ({DISABLE_ENV})'
                 )
             out.setdefault(claim.plugin, []).append(message)
     return out
