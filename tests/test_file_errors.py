@@ -79,6 +79,7 @@ _SAVE_UNDER_A_SIZE_LIMIT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
 def test_file_too_large_names_the_file(tmp_path: Path) -> None:
     out = tmp_path / "adapter"
@@ -102,6 +103,7 @@ def test_run_log_errors_name_file_and_line(tmp_path: Path) -> None:
     assert f"{log} line 2" in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
 def test_a_checkpoint_that_cannot_be_written_is_named_and_not_published(tmp_path: Path) -> None:
     """The adapter (32 KiB) fits under the limit, the optimizer state (twice that) does not."""

@@ -31,6 +31,16 @@ def all_finite(folder: Path) -> bool:
     return all(torch.isfinite(t).all() for t in load_file(folder / "adapter_model.safetensors").values())
 
 
+def test_learning_rate_inf_stops_at_step_1_without_writing_weights(assets, tmp_path) -> None:
+    model, data = assets
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"step 1\b.*no checkpoint was written"):
+        swiftune.sft(model=str(model), dataset=[str(data)], output_dir=str(out), max_steps=4, save_steps=2,
+                     learning_rate=math.inf, **RUN)
+    assert not (out / "final").exists() and not list(out.glob("checkpoint-*"))
+
+
+@pytest.mark.slow
 def test_learning_rate_inf_exits_non_zero_naming_the_step(assets, tmp_path) -> None:
     model, data = assets
     out = tmp_path / "run"
