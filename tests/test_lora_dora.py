@@ -20,13 +20,16 @@ from swiftune.errors import ConfigError  # noqa: E402
 from swiftune.testing import conformance_tests  # noqa: E402
 from swiftune.tuners.lora.layer import LoraLinear  # noqa: E402
 
-from tiny_lms import gpt2, llama, qwen2  # noqa: E402
+from tiny_lms import convnet, gpt2, llama, qwen2  # noqa: E402
 
 IDS = torch.tensor([[5, 9, 17, 33, 2, 60, 41], [7, 7, 12, 50, 3, 28, 11]])
 ATOL = 1e-5
 
 # The whole conformance suite with DoRA on (merge, save / load, two adapters, generate, ...).
 test_dora_conformance = conformance_tests("lora", models=["llama", "gpt2", "mlp"], config={"use_dora": True})
+test_dora_conformance_conv_embedding = conformance_tests(
+    "lora", models=["conv", "llama"], config={"use_dora": True, "target_modules": ["conv1", "conv2", "fc1", "embed_tokens", "q_proj"]}
+)
 test_qlora_dora_conformance = conformance_tests(
     "qlora", models=["llama"], config={"use_dora": True}, checks=["identity", "save_load", "merge", "two_adapters"]
 )
@@ -41,6 +44,8 @@ CASES: dict[str, tuple[Callable[[], nn.Module], dict[str, Any]]] = {
     "llama-all-linear": (llama, {"target_modules": "all-linear", "r": 4, "lora_alpha": 16}),
     "qwen2-bias-rslora": (qwen2, {"target_modules": ["q_proj", "v_proj"], "use_rslora": True, "bias": "lora_only"}),
     "gpt2-conv1d": (gpt2, {"target_modules": ["c_attn", "c_fc"]}),
+    "llama-embedding": (llama, {"target_modules": ["embed_tokens", "gate_proj"]}),
+    "convnet-conv2d-embedding": (convnet, {"target_modules": ["emb", "conv", "pointwise", "head"], "r": 3, "bias": "all"}),
 }
 
 
@@ -54,7 +59,7 @@ def test_dora_adapter_loads_in_peft_and_back(case: str, tmp_path: Path) -> None:
     assert (adapted - base).abs().max() > 1e-2  # the adapter does something
     keys = swift.adapter_state_dict("default")
     magnitudes = [k for k in keys if k.endswith(".lora_magnitude_vector")]
-    assert magnitudes and all(keys[k].ndim == 1 for k in magnitudes)
+    assert magnitudes and all(keys[k].squeeze().ndim == 1 for k in magnitudes)  # one length per output
     swift.save_pretrained(tmp_path / "swift")
     loaded = peft.PeftModel.from_pretrained(make(), tmp_path / "swift")
     assert loaded.peft_config["default"].use_dora
@@ -146,9 +151,55 @@ def test_several_dora_adapters_add_up_and_merge_exactly() -> None:
     torch.testing.assert_close(logits(plain_model), together, atol=1e-5, rtol=0)
 
 
-def test_dora_is_for_linear_layers_only() -> None:
-    with pytest.raises(ConfigError, match="use_dora.*'model.embed_tokens' is Embedding"):
-        Swift.prepare(llama(), {"tuner": "lora", "use_dora": True, "target_modules": ["q_proj", "embed_tokens"]})
+def test_several_dora_adapters_merge_exactly_on_conv2d_and_embedding() -> None:
+    targets = ["emb", "conv", "pointwise", "head"]
+    torch.manual_seed(0)
+    model = Swift.prepare(convnet(), {
+        "a": {"tuner": "lora", "use_dora": True, "init_lora_weights": False, "target_modules": targets, "r": 2},
+        "b": {"tuner": "lora", "use_dora": True, "init_lora_weights": False, "target_modules": targets, "r": 3},
+        "c": {"tuner": "lora", "init_lora_weights": False, "target_modules": targets},
+    })  # fmt: skip
+    together = logits(model)
+    model.set_active_adapters(["b"])
+    model.merge_adapter()
+    model.set_active_adapters(["a", "b", "c"])
+    torch.testing.assert_close(logits(model), together, atol=1e-5, rtol=1e-6)
+    model.merge_adapter()
+    torch.testing.assert_close(logits(model), together, atol=1e-5, rtol=1e-6)
+    model.unmerge_adapter()
+    with model.disable_adapters():
+        torch.testing.assert_close(logits(model), logits(convnet()), atol=1e-6, rtol=0)
+
+
+def test_dora_refuses_conv_padding_it_cannot_reproduce() -> None:
+    model = convnet()
+    model.conv.padding_mode = "reflect"
+    with pytest.raises(ConfigError, match="use_dora: 'conv' is a Conv2d with padding_mode='reflect'"):
+        Swift.prepare(model, {"tuner": "lora", "use_dora": True, "target_modules": ["conv", "head"]})
+    assert type(model.conv) is nn.Conv2d  # nothing was wrapped
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_dora_conv2d_and_embedding_training_step_match_peft(dropout: float, tmp_path: Path) -> None:
+    fields = {"target_modules": ["emb", "conv", "pointwise"], "r": 3, "lora_dropout": dropout}
+    torch.manual_seed(0)
+    theirs = peft.get_peft_model(convnet(), peft.LoraConfig(use_dora=True, init_lora_weights=False, **fields))
+    theirs.save_pretrained(tmp_path)
+    ours = Swift.from_pretrained(convnet(), tmp_path, is_trainable=True)
+    conv_m = ours.model.conv.lora_magnitude_vector["default"]
+    assert conv_m.shape == (1, 6, 1, 1) and ours.model.emb.lora_magnitude_vector["default"].shape == (8,)  # PEFT's shapes
+    results = []
+    for model in (theirs, ours):
+        model.train()
+        torch.manual_seed(3)
+        out = model(input_ids=IDS).logits
+        out.square().mean().backward()
+        grads = {_peft_name(n): p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((out.detach(), grads))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-6, rtol=1e-5)
+    assert set(results[0][1]) == set(results[1][1])
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_dora_magnitude_follows_the_adapter_dtype() -> None:

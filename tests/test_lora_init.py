@@ -112,7 +112,7 @@ def test_init_false_starts_away_from_the_base() -> None:
 def test_init_errors_are_clear() -> None:
     with pytest.raises(ConfigError, match="lora: init_lora_weights"):
         parse_config({"tuner": "lora", "init_lora_weights": "pissa_niter_x"})
-    assert LoraConfig(init_lora_weights="pissa_niter_16").init_lora_weights == "pissa_niter_16"
+    assert parse_config({"tuner": "lora", "init_lora_weights": "pissa_niter_16"}).init_lora_weights == "pissa_niter_16"
     with pytest.raises(ConfigError, match="r=40 exceeds"):
         Swift.prepare(llama(), {"tuner": "lora", "init_lora_weights": "olora", "r": 40, "target_modules": ["q_proj"]})
     with pytest.raises(ConfigError, match="init_lora_weights='pissa' is implemented for Linear layers, not Conv2d"):

@@ -22,9 +22,9 @@ from .fused import is_plain_linear, lora_linear
 
 
 class LoraLayer(WrapperLayer):
-    """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run."""
+    """Shared bookkeeping: scaling, dropout, merge state, the cached list of adapters to run, DoRA."""
 
-    adapter_containers = ("lora_A", "lora_B")
+    adapter_containers = ("lora_A", "lora_B", "lora_magnitude_vector")
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__(base_layer)
@@ -32,6 +32,8 @@ class LoraLayer(WrapperLayer):
         self.dropout_p: dict[str, float] = {}
         self.merged_adapters: list[str] = []
         self._run: tuple[str, ...] = ()
+        self.lora_magnitude_vector = nn.ParameterDict()  # DoRA adapters only (dora.py)
+        self.dora_factors: dict[str, torch.Tensor] = {}  # per merged DoRA adapter: m / ||W + s B A||
 
     def _on_state_change(self) -> None:
         self._run = tuple(n for n in self.active_adapters if n not in self.merged_adapters)
@@ -51,6 +53,7 @@ class LoraLayer(WrapperLayer):
     def delete_adapter(self, name: str) -> None:
         self.scaling.pop(name, None)
         self.dropout_p.pop(name, None)
+        self.dora_factors.pop(name, None)
         super().delete_adapter(name)
 
     def _drop(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -76,24 +79,61 @@ class LoraLayer(WrapperLayer):
         """The update in the base weight's own layout and dtype."""
         raise NotImplementedError
 
-    def add_dora(self, name: str) -> None:
-        """Make adapter ``name`` a DoRA adapter (``use_dora``): Linear layers only."""
-        raise ValueError(f"use_dora: DoRA is implemented for Linear / GPT-2 Conv1D layers, not {self._base_kind()}")
+    def dense_weight(self) -> torch.Tensor:
+        """The base weight with the output axis first (a view of the parameter; dequantized for QLoRA)."""
+        raise NotImplementedError
+
+    def lora_delta(self, name: str) -> torch.Tensor:
+        """``s B A`` in ``dense_weight``'s layout, in the adapter's dtype."""
+        raise NotImplementedError
+
+    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+        """DoRA's two outputs for input ``x``: ``W h`` (no bias) and ``B A h`` (unscaled), ``h`` the
+        adapter's (dropped-out) input, ``weight`` the unmerged ``W``; ``base_out``: the base layer's output."""
+        raise NotImplementedError
+
+    def dora_view(self, f: torch.Tensor) -> torch.Tensor:
+        """Per-output factors shaped to broadcast over the layer's output (last axis by default)."""
+        return f
+
+    def _reuses_base_output(self, h: torch.Tensor, x: torch.Tensor) -> bool:
+        # The base output is W x (+ bias) exactly when the adapter sees x itself, nothing is merged
+        # into W and no other wrapper sits between this one and the base layer.
+        return h is x and not self.merged_adapters and self.base_layer is self.get_base_layer()
 
     def _base_kind(self) -> str:
         return type(self.get_base_layer()).__name__
 
     def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
         """``{key suffix (PEFT's, without the adapter name): tensor}``."""
+        tensors = self.lora_tensors(name)
+        if name in self.lora_magnitude_vector:
+            tensors[dora.MAGNITUDE_KEY] = self.lora_magnitude_vector[name]
+        return tensors
+
+    def lora_tensors(self, name: str) -> dict[str, torch.Tensor]:
         return {"lora_A.weight": self.lora_A[name].weight, "lora_B.weight": self.lora_B[name].weight}
+
+    # -- DoRA ----------------------------------------------------------------------------------------
+    def add_dora(self, name: str) -> None:
+        """Make adapter ``name`` a DoRA adapter (``use_dora``): a trained magnitude per output."""
+        dora.add_magnitude(self, name)
+
+    def unmerged_weight(self) -> torch.Tensor:
+        """The base weight without the merged adapters in it (DoRA's norms are taken against it)."""
+        weight = self.dense_weight()
+        return dora.unmerged_weight(self, weight) if self.merged_adapters else weight
 
     # -- merging -------------------------------------------------------------------------------------
     def merge(self, name: str) -> None:
         if name in self.merged_adapters:
             return
         with torch.no_grad():
-            weight = self.get_base_layer().weight
-            weight.add_(self.delta_weight(name).to(weight.dtype))
+            if name in self.lora_magnitude_vector:
+                dora.merge(self, name, self.dense_weight())
+            else:
+                weight = self.get_base_layer().weight
+                weight.add_(self.delta_weight(name).to(weight.dtype))
         self.merged_adapters.append(name)
         self._on_state_change()
 
@@ -101,16 +141,17 @@ class LoraLayer(WrapperLayer):
         if name not in self.merged_adapters:
             return
         with torch.no_grad():
-            weight = self.get_base_layer().weight
-            weight.sub_(self.delta_weight(name).to(weight.dtype))
+            if name in self.lora_magnitude_vector:
+                dora.unmerge(self, name, self.dense_weight())
+            else:
+                weight = self.get_base_layer().weight
+                weight.sub_(self.delta_weight(name).to(weight.dtype))
         self.merged_adapters.remove(name)
         self._on_state_change()
 
 
 class LoraLinear(LoraLayer):
-    """LoRA over ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed); DoRA optional."""
-
-    adapter_containers = ("lora_A", "lora_B", "lora_magnitude_vector")
+    """LoRA over ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed)."""
 
     def __init__(self, base_layer: nn.Module, fan_in_fan_out: bool = False) -> None:
         super().__init__(base_layer)
@@ -120,8 +161,6 @@ class LoraLinear(LoraLayer):
         self.in_features, self.out_features = (out_f, in_f) if self.fan_in_fan_out else (in_f, out_f)
         self.lora_A = nn.ModuleDict()
         self.lora_B = nn.ModuleDict()
-        self.lora_magnitude_vector = nn.ParameterDict()  # DoRA adapters only (dora.py)
-        self.dora_factors: dict[str, torch.Tensor] = {}  # per merged DoRA adapter: m / ||W + s B A||
 
     def _create(self, name: str, r: int) -> None:
         self.lora_A[name] = nn.Linear(self.in_features, r, bias=False)
@@ -142,44 +181,19 @@ class LoraLinear(LoraLayer):
         return delta.T if self.fan_in_fan_out else delta
 
     def dense_weight(self) -> torch.Tensor:
-        """The base layer's weight as (out, in), a view of the parameter (dequantized for QLoRA)."""
         weight = self.get_base_layer().weight
-        return weight.T if self.fan_in_fan_out else weight
+        return weight.T if self.fan_in_fan_out else weight  # (out, in)
 
-    def unmerged_weight(self) -> torch.Tensor:
-        """The base weight without the merged adapters in it (DoRA's norms are taken against it)."""
-        weight = self.dense_weight()
-        return dora.unmerged_weight(self, weight) if self.merged_adapters else weight
-
-    # -- DoRA ------------------------------------------------------------------------------------------
-    def add_dora(self, name: str) -> None:
-        dora.add_magnitude(self, name)
-
-    def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
-        tensors = super().adapter_tensors(name)
-        if name in self.lora_magnitude_vector:
-            tensors[dora.MAGNITUDE_KEY] = self.lora_magnitude_vector[name]
-        return tensors
-
-    def delete_adapter(self, name: str) -> None:
-        self.dora_factors.pop(name, None)
-        super().delete_adapter(name)
-
-    def merge(self, name: str) -> None:
-        if name not in self.lora_magnitude_vector or name in self.merged_adapters:
-            return super().merge(name)
-        with torch.no_grad():
-            dora.merge(self, name, self.dense_weight())
-        self.merged_adapters.append(name)
-        self._on_state_change()
-
-    def unmerge(self, name: str) -> None:
-        if name not in self.lora_magnitude_vector or name not in self.merged_adapters:
-            return super().unmerge(name)
-        with torch.no_grad():
-            dora.unmerge(self, name, self.dense_weight())
-        self.merged_adapters.remove(name)
-        self._on_state_change()
+    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        x = x if torch.is_autocast_enabled(x.device.type) else x.to(a.dtype)
+        h = self._drop(x, name)
+        if self._reuses_base_output(h, x):  # no second GEMM
+            bias = self.get_base_layer().bias
+            plain = base_out if bias is None else base_out - bias
+        else:
+            plain = F.linear(h, weight.to(h.dtype))
+        return plain, F.linear(F.linear(h, a), b)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         base = self.base_layer
@@ -243,7 +257,7 @@ class LoraLinear(LoraLayer):
 class LoraEmbedding(LoraLayer):
     """LoRA over ``nn.Embedding``: A is (r, num_embeddings), B is (embedding_dim, r), like PEFT."""
 
-    adapter_containers = ("lora_embedding_A", "lora_embedding_B")
+    adapter_containers = ("lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__(base_layer)
@@ -261,21 +275,36 @@ class LoraEmbedding(LoraLayer):
         nn.init.zeros_(self.lora_embedding_A[name])
         nn.init.normal_(self.lora_embedding_B[name])
 
-    def adapter_tensors(self, name: str) -> dict[str, torch.Tensor]:
+    def lora_tensors(self, name: str) -> dict[str, torch.Tensor]:
         return {"lora_embedding_A": self.lora_embedding_A[name], "lora_embedding_B": self.lora_embedding_B[name]}
 
+    def lora_delta(self, name: str) -> torch.Tensor:
+        return (self.lora_embedding_B[name] @ self.lora_embedding_A[name]) * self.scaling[name]  # (dim, num)
+
     def delta_weight(self, name: str) -> torch.Tensor:
-        return (self.lora_embedding_B[name] @ self.lora_embedding_A[name]).T * self.scaling[name]
+        return self.lora_delta(name).T
+
+    def dense_weight(self) -> torch.Tensor:
+        return self.get_base_layer().weight.T  # (embedding_dim, num_embeddings): one norm per dimension
+
+    def _embed(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        base = self.get_base_layer()
+        return F.embedding(x, table, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse)
+
+    def _lora_out(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return self._embed(x, self.lora_embedding_A[name].T) @ self.lora_embedding_B[name].T
+
+    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+        plain = base_out if self._reuses_base_output(x, x) else self._embed(x, weight.T)
+        return plain, self._lora_out(x, name)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self.base_layer(x, *args, **kwargs)
-        base = self.get_base_layer()
+        result = base_out = self.base_layer(x, *args, **kwargs)
         for name in self._run:
-            after_a = F.embedding(
-                x, self.lora_embedding_A[name].T, base.padding_idx, base.max_norm,
-                base.norm_type, base.scale_grad_by_freq, base.sparse,
-            )  # fmt: skip
-            result = result + ((after_a @ self.lora_embedding_B[name].T) * self.scaling[name]).to(result.dtype)
+            if name in self.lora_magnitude_vector:
+                result = dora.forward(self, name, x, result, base_out)
+                continue
+            result = result + (self._lora_out(x, name) * self.scaling[name]).to(result.dtype)
         return result
 
 
@@ -305,9 +334,32 @@ class LoraConv2d(LoraLayer):
             delta = F.conv2d(a.permute(1, 0, 2, 3), b).permute(1, 0, 2, 3)
         return delta * self.scaling[name]
 
+    def lora_delta(self, name: str) -> torch.Tensor:
+        return self.delta_weight(name)
+
+    def dense_weight(self) -> torch.Tensor:
+        return self.get_base_layer().weight  # (out, in, kh, kw)
+
+    def dora_view(self, f: torch.Tensor) -> torch.Tensor:
+        return f.view(-1, 1, 1)  # over (out channels, height, width)
+
+    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+        a = self.lora_A[name]
+        x = x.to(a.weight.dtype)
+        h = self._drop(x, name)
+        base = self.get_base_layer()
+        if self._reuses_base_output(h, x):
+            plain = base_out if base.bias is None else base_out - base.bias.view(-1, 1, 1)
+        else:
+            plain = F.conv2d(h, weight.to(h.dtype), None, base.stride, base.padding, base.dilation, base.groups)
+        return plain, self.lora_B[name](a(h))
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self.base_layer(x, *args, **kwargs)
+        result = base_out = self.base_layer(x, *args, **kwargs)
         for name in self._run:
+            if name in self.lora_magnitude_vector:
+                result = dora.forward(self, name, x, result, base_out)
+                continue
             h = self._drop(x, name).to(self.lora_A[name].weight.dtype)
             result = result + (self.lora_B[name](self.lora_A[name](h)) * self.scaling[name]).to(result.dtype)
         return result

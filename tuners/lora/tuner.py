@@ -170,10 +170,10 @@ class Lora(Tuner):
 
 
 def check_dora_targets(sites: list[Site]) -> None:
-    """DoRA is implemented for linear layers: name the first other target before anything changes."""
+    """Name the first target DoRA cannot handle before anything changes."""
     for site in sites:
-        if isinstance(site.base, (nn.Embedding, nn.Conv2d)):
+        if isinstance(site.base, nn.Conv2d) and site.base.padding_mode != "zeros":
             raise ValueError(
-                f"use_dora: DoRA is implemented for Linear / GPT-2 Conv1D layers; '{site.name}' is "
-                f"{type(site.base).__name__} (leave it out of target_modules, or use_dora=False)"
+                f"use_dora: '{site.name}' is a Conv2d with padding_mode='{site.base.padding_mode}'; DoRA supports "
+                "zero padding only (leave it out of target_modules, or use_dora=False)"
             )
