@@ -50,6 +50,7 @@ def test_no_kernel_download_and_no_warning() -> None:
     assert not [t for t in WARNING_TEXTS if t in stderr], stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_offline_mode_prints_no_trust_check_warning() -> None:
     _, stderr = probe("list tuners", HF_HUB_OFFLINE="1")
     assert not [t for t in WARNING_TEXTS if t in stderr], stderr[-2000:]

@@ -108,6 +108,11 @@ def test_an_adapter_cannot_make_its_base_model_run_code(tmp_path, monkeypatch) -
     assert str(adapter) in str(info.value)
     assert not marker.exists()
 
+
+@pytest.mark.slow
+def test_infer_command_refuses_an_adapter_whose_base_runs_code(tmp_path) -> None:
+    base, marker = remote_code_model(tmp_path / "evil-base")
+    adapter = adapter_naming(base, tmp_path / "downloaded-adapter")
     proc = run_cli("infer", "--adapter", str(adapter), "--input", str(tmp_path / "in.jsonl"),
                    "--output", str(tmp_path / "out.jsonl"), env={TRUST_ENV: ""})
     assert proc.returncode == 2 and "--trust-remote-code" in proc.stderr and "modeling_qwen.py" in proc.stderr, proc.stderr
