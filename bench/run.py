@@ -19,7 +19,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 #: Measurement modules, in the order of issue 7; each has ``TITLE`` and ``run(settings, ctx) -> Section``.
-MEASUREMENTS = ["step", "forward", "generate", "memory", "qlora", "restuning", "sft_e2e", "efficiency", "startup"]
+MEASUREMENTS = ["step", "forward", "generate", "memory", "qlora", "restuning", "sft_e2e", "efficiency", "startup",
+                "dpo"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
