@@ -121,3 +121,26 @@ def test_an_explicit_damaged_checkpoint_is_an_error_naming_the_file(finished_run
     damaged.write_bytes(damaged.read_bytes()[:100])
     with pytest.raises(SwiftuneError, match=str(damaged)):
         swiftune.sft(output_dir=str(run), resume=str(run / "checkpoint-2"), **kwargs)
+
+
+def test_a_checkpoint_with_nan_weights_is_passed_over(finished_run, tmp_path, caplog) -> None:
+    """A finished run's checkpoint 4 with NaN weights: resuming neither makes final/ from it nor
+    continues from it, but trains steps 3 and 4 again from checkpoint 2."""
+    from safetensors.torch import save_file
+
+    reference, kwargs = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    shutil.rmtree(run / "final")
+    weights = run / "checkpoint-4" / "adapter_model.safetensors"
+    state = load_file(weights)
+    name = sorted(state)[0]
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, weights)
+    with caplog.at_level(logging.WARNING, logger="swiftune"):
+        swiftune.sft(output_dir=str(run), resume=True, **kwargs)
+    assert f"{weights}: tensor '{name}' holds NaN/inf values" in caplog.text
+    assert same_weights(run / "final", reference / "final")
+    with pytest.raises(SwiftuneError, match="NaN/inf"):  # asked for by name: an error, no fallback
+        save_file(state, weights)
+        swiftune.sft(output_dir=str(run), resume=str(run / "checkpoint-4"), **kwargs)

@@ -4,9 +4,11 @@ A checkpoint is published in one rename once complete, but its files can still b
 (a full disk while copying a run, a truncated download, a bad sector). Resuming from one used to
 stop with the reader's raw message; instead, ``--resume`` takes the newest checkpoint whose files
 all open, with a warning naming each newer one it passes over, and fails naming the files when
-none does. The checks are cheap (headers and structure, not every byte): JSON files parse,
-safetensors headers cover their files, and the Trainer's ``.pt`` / ``.pth`` files (zip archives)
-have their central directory and every member inside the file.
+none does. The checks read headers and structure, not every byte: JSON files parse, the
+Trainer's ``.pt`` / ``.pth`` files (zip archives) have their central directory and every member
+inside the file, safetensors headers cover their files; the weights themselves are read, one
+tensor at a time, because a checkpoint with NaN / inf weights must not be continued (nor be made
+the ``final/`` adapter of a finished run).
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ def _zip_problem(path: Path) -> str | None:
 
 
 def _safetensors_problem(path: Path) -> str | None:
+    import torch
     from safetensors import safe_open
 
     try:
         with naming_file(path, "read safetensors weights"), safe_open(str(path), framework="pt") as handle:
-            handle.keys()
+            for key in handle.keys():
+                tensor = handle.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return f"{path}: tensor '{key}' holds NaN/inf values"
     except FileError as exc:
         return str(exc)
     return None
