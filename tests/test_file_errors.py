@@ -126,3 +126,13 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_not_published(tmp_path
     assert proc.returncode != 0
     assert str(out / ".staging" / "checkpoint-2") in proc.stderr, proc.stderr[-2000:]
     assert not (out / "checkpoint-2").exists() and not (out / "final").exists()
+
+
+def test_a_csv_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    from swiftune.data import load_datasets
+    from swiftune.data.errors import DataError
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"instruction,output\nhi,\xff\xfe\n")
+    with pytest.raises(DataError, match=rf"{path}: not UTF-8"):
+        load_datasets([str(path)])

@@ -124,14 +124,19 @@ def _read_csv(p: Path) -> RawRows:
     numbers: list[int] = []
     with p.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise DataError(f"{p}: empty CSV file (no header row)")
-        for row in reader:
-            extra = row.pop(None, None)  # type: ignore[call-overload]
-            if extra:
-                raise DataError(f"{p} line {reader.line_num}: {len(extra)} more value(s) than header columns")
-            rows.append(row)
-            numbers.append(reader.line_num)
+        try:
+            if not reader.fieldnames:
+                raise DataError(f"{p}: empty CSV file (no header row)")
+            for row in reader:
+                extra = row.pop(None, None)  # type: ignore[call-overload]
+                if extra:
+                    raise DataError(f"{p} line {reader.line_num}: {len(extra)} more value(s) than header columns")
+                rows.append(row)
+                numbers.append(reader.line_num)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{p}: not UTF-8 text ({exc.reason}; near line {reader.line_num + 1})") from None
+        except csv.Error as exc:
+            raise DataError(f"{p} line {reader.line_num + 1}: malformed CSV ({exc})") from None
     return RawRows(str(p), rows, unit="line", numbers=numbers)
 
 
