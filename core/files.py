@@ -86,6 +86,21 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
             raise
 
 
+def damaged_safetensors(folder: str | Path) -> list[str]:
+    """The ``*.safetensors`` files of ``folder`` whose header does not open or does not cover the
+    file (truncated, empty, not safetensors), each as "path: why". Reads headers only."""
+    from safetensors import safe_open
+
+    problems: list[str] = []
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with naming_file(path, "read safetensors weights"), safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except FileError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def read_json(path: str | Path, error: type[SwiftuneError] = FileError) -> Any:
     """Parse a JSON file; errors name the file (and the line for a syntax error)."""
     with naming_file(path, "read", error):

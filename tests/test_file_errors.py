@@ -136,3 +136,17 @@ def test_a_csv_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"instruction,output\nhi,\xff\xfe\n")
     with pytest.raises(DataError, match=rf"{path}: not UTF-8"):
         load_datasets([str(path)])
+
+
+@pytest.mark.parametrize("damage", ["config", "weights"])
+def test_a_damaged_base_model_folder_names_the_file(tmp_path: Path, damage: str) -> None:
+    from cli_fixtures import save_tiny_model
+
+    from swiftune.loading import load_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    target = folder / ("config.json" if damage == "config" else "model.safetensors")
+    target.write_bytes(target.read_bytes()[:30])
+    with pytest.raises(SwiftuneError) as info:
+        load_model(str(folder), task="causal-lm")
+    assert str(target) in str(info.value)

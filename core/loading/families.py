@@ -7,11 +7,11 @@ ids. A model no family matches gets ``GENERIC`` (tuners on all linear layers) an
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..files import read_json
 from ..model_family import ModelFamily
 
 logger = logging.getLogger("swiftune.loading")
@@ -31,7 +31,7 @@ def _read_config(model_or_config: Any) -> tuple[list[str], str | None, str | Non
     if isinstance(obj, (str, Path)):
         path = Path(obj)
         file = path / "config.json" if path.is_dir() else path
-        data = json.loads(file.read_text()) if file.is_file() and file.suffix == ".json" else {}
+        data = read_json(file) if file.is_file() and file.suffix == ".json" else {}  # errors name the file
         data.setdefault("_name_or_path", str(obj))
         obj = data
     get_base = getattr(obj, "get_base_model", None)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
 
+from ..files import damaged_safetensors
 from ..model_family import ModelFamily, normalize_task
 from .errors import ModelLoadError
 from .families import family_for
@@ -139,8 +141,10 @@ def load_folder(
         kwargs["dtype"] = _dtype(dtype)
     try:
         model = auto_class.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{name or folder}: cannot load it as {task} ({type(exc).__name__}: {exc})") from exc
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        damaged = damaged_safetensors(folder)  # safetensors' own message names no file
+        reason = "; ".join(damaged) if damaged else f"{type(exc).__name__}: {exc}"
+        raise ModelLoadError(f"{name or folder}: cannot load it as {task} ({reason})") from exc
     if name and getattr(model.config, "_name_or_path", None) != name:
         model.config._name_or_path = name  # the hub id or packaged name, for family_for and adapters
     return model, _processor(folder, task, trust)

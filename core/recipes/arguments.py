@@ -173,7 +173,7 @@ class ExportArguments(CommandArguments):
     """``swiftune export``: merge adapters into the base weights and save a plain transformers model."""
 
     adapter: list[str] = Field(default_factory=list, description="adapter folder or sft output dir; repeatable")
-    output: str = Field(..., description="folder for the merged model and its tokenizer")
+    output: str | None = Field(None, description="folder for the merged model and its tokenizer (default: the first adapter's folder name + '-merged', as ms-swift names it)")
     model: str | None = Field(None, description="base model (default: the one in the adapter's args.json)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the saved weights (auto: as loaded)")
     overwrite: bool = Field(False, description="replace an existing output folder")
