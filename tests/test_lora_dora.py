@@ -229,3 +229,12 @@ def test_qlora_dora_merges_and_loads_in_peft_on_the_same_4bit_base(tmp_path: Pat
     torch.testing.assert_close(logits(theirs), adapted, atol=ATOL, rtol=0)
     merged = model.merge_and_unload()
     torch.testing.assert_close(logits(merged), adapted, atol=1e-4, rtol=0)
+
+
+def test_dora_keeps_its_frozen_weights_in_full_precision_under_sft() -> None:
+    """DoRA reads the frozen weight (its norms): sft must not store it in bf16 (cast_frozen_linears)."""
+    from swiftune.testing.conformance import tuner_instance
+
+    assert tuner_instance({"tuner": "lora"}).calls_frozen_linears_only
+    assert not tuner_instance({"tuner": "lora", "use_dora": True}).calls_frozen_linears_only
+    assert not tuner_instance({"tuner": "qlora", "use_dora": True}).calls_frozen_linears_only

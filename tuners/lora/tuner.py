@@ -32,10 +32,12 @@ class Lora(Tuner):
     def capabilities(cls, config: LoraConfig) -> Capabilities:
         # Trained biases (bias "all" / "lora_only") are base parameters; a random B changes the outputs at once.
         # PiSSA / OLoRA rewrite the base weight at init: with the adapter disabled the model is the residual,
-        # not the original, as if training had moved the base.
+        # not the original, as if training had moved the base. DoRA computes with the frozen weight (its row
+        # norms), so storing that weight in bf16 would change its results.
         caps = super().capabilities(config)
         rewrites_base = isinstance(config.init_lora_weights, str) and config.init_lora_weights != "gaussian"
         return caps.replace(
+            calls_frozen_linears_only=caps.calls_frozen_linears_only and not config.use_dora,
             trains_base_parameters=caps.trains_base_parameters or config.bias != "none" or rewrites_base,
             identity_at_init=caps.identity_at_init and config.init_lora_weights is not False,
         )
