@@ -33,6 +33,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alpha", type=int, default=16)
     p.add_argument("--lazy", action="store_true", help="tokenize rows on demand, every row in the dataset")
     p.add_argument("--first-step-file", help="write time.time() there when the first optimizer step ends")
+    p.add_argument("--flatten", action="store_true", help="transformers' DataCollatorWithFlattening (no padding)")
     return p.parse_args(argv)
 
 
@@ -81,12 +82,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     import peft
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithFlattening,
+                              Trainer, TrainingArguments)
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    cuda = torch.cuda.is_available()
+    # On a GPU, the checkpoint's own dtype (bf16 for the GPU suite), as a user loads it; on CPU fp32.
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype="auto" if cuda else torch.float32)
     model = peft.get_peft_model(model, peft.LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0,
                                                        target_modules="all-linear", task_type="CAUSAL_LM"))
     rows = [json.loads(line) for line in open(args.data) if line.strip()]
@@ -107,10 +111,11 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir=args.output_dir, max_steps=args.steps, per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1, learning_rate=2e-4, lr_scheduler_type="cosine",
         warmup_steps=0.05, bf16=args.precision == "bf16", logging_steps=1, save_strategy="no",
-        report_to="none", seed=42, use_cpu=True, include_num_input_tokens_seen="non_padding",
+        report_to="none", seed=42, use_cpu=not cuda, include_num_input_tokens_seen="non_padding",
     )  # fmt: skip
-    trainer = Trainer(model=model, args=targs, train_dataset=examples,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    collator = (DataCollatorWithFlattening() if args.flatten
+                else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    trainer = Trainer(model=model, args=targs, train_dataset=examples, data_collator=collator)
     if args.first_step_file:
         trainer.add_callback(first_step_callback(args.first_step_file))
     metrics = trainer.train().metrics

@@ -101,7 +101,7 @@ def machine() -> str:
         f"; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 CPU flags: {bf16} "
         f"(native bf16 matmul: {'yes' if cpu_has_fast_bf16() else 'no'}); torch {torch.__version__}, "
         f"transformers {transformers.__version__}, peft {peft.__version__}, python {platform.python_version()}. "
-        "No GPU: GPU figures were not taken."
+        "No GPU here: GPU figures are in docs/benchmarks-gpu.md (`python -m bench --device cuda`)."
     )
 
 

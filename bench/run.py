@@ -3,6 +3,8 @@
     python -m bench --write docs/benchmarks.md          # the full suite (make bench)
     python -m bench --quick --write /tmp/bench.md       # small shapes, few rounds (tests/test_bench.py)
     python -m bench --only step forward                 # some measurements
+    python -m bench --device cuda --write docs/benchmarks-gpu.md   # the GPU suite (bench/gpu.py, bench/gpu.sh)
+    python -m bench --device cpu --quick                # the GPU suite's code on a tiny model, on CPU
 
 A measurement that fails is reported as such on the page (with its error), the others still run.
 """
@@ -25,6 +27,8 @@ MEASUREMENTS = ["step", "forward", "generate", "memory", "qlora", "restuning", "
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="swiftune vs PEFT benchmarks (issue 7)")
+    p.add_argument("--device", help="run the GPU suite (bench/gpu.py) on this device: cuda, cuda:1, or cpu "
+                   "(with --quick: a check of its code); without it, the CPU suite")
     p.add_argument("--quick", action="store_true", help="tiny model, 2 rounds: checks the code, not the speed")
     p.add_argument("--write", type=Path, help="markdown page to (re)write, e.g. docs/benchmarks.md")
     p.add_argument("--charts", type=Path, help="folder for the PNG charts (default: <page folder>/benchmarks)")
@@ -47,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.merge:
         return merge(args)
+    if args.device:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from .gpu import main as gpu_main
+
+        return gpu_main(args, argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.stdout.reconfigure(line_buffering=True)

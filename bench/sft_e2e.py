@@ -44,12 +44,13 @@ def model_folder(settings: Settings, tmp: Path) -> tuple[Path, str]:
     return folder, "a random-weight Llama of the benchmark's shape with a tiny word tokenizer"
 
 
-def swiftune_run(model: Path, out: Path, steps: int, batch: int, precision: str, max_length: int) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "swiftune", "sft", "--model", str(model), "--dataset", str(DATA),
+def swiftune_run(model: Path, out: Path, steps: int, batch: int, precision: str, max_length: int, data: Path = DATA,
+                 r: int = 8, alpha: int = 16) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "swiftune", "sft", "--model", str(model), "--dataset", str(data),
             "--output-dir", str(out), "--max-steps", str(steps), "--per-device-train-batch-size", str(batch),
             "--gradient-accumulation-steps", "1", "--precision", precision, "--max-length", str(max_length),
             "--val-ratio", "0", "--save-steps", "100000", "--logging-steps", "1", "--overwrite-output-dir",
-            "--r", "8", "--lora-alpha", "16", "--learning-rate", "2e-4"]  # fmt: skip
+            "--r", str(r), "--lora-alpha", str(alpha), "--learning-rate", "2e-4"]  # fmt: skip
     wall = _run(argv)
     records = [json.loads(x) for x in (out / "logging.jsonl").read_text().splitlines() if x.strip()]
     runtime = next(r["train_runtime"] for r in reversed(records) if "train_runtime" in r)
@@ -58,10 +59,12 @@ def swiftune_run(model: Path, out: Path, steps: int, batch: int, precision: str,
     return {"train_runtime": runtime, "tokens": tokens, "wall": wall}
 
 
-def peft_run(model: Path, out: Path, steps: int, batch: int, precision: str, max_length: int) -> dict[str, Any]:
-    argv = [sys.executable, str(ROOT / "bench" / "peft_trainer.py"), "--model", str(model), "--data", str(DATA),
+def peft_run(model: Path, out: Path, steps: int, batch: int, precision: str, max_length: int, data: Path = DATA,
+             r: int = 8, alpha: int = 16, flatten: bool = False) -> dict[str, Any]:
+    argv = [sys.executable, str(ROOT / "bench" / "peft_trainer.py"), "--model", str(model), "--data", str(data),
             "--output-dir", str(out), "--steps", str(steps), "--batch", str(batch), "--precision", precision,
-            "--max-length", str(max_length)]  # fmt: skip
+            "--max-length", str(max_length), "--r", str(r), "--alpha", str(alpha)]  # fmt: skip
+    argv += ["--flatten"] if flatten else []
     proc_out: list[str] = []
     wall = _run(argv, proc_out)
     result = json.loads(next(x for x in proc_out[0].splitlines() if x.startswith("RESULT "))[7:])

@@ -52,3 +52,33 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert len(links) >= 7
     for link in links:
         assert (page.parent / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+
+
+@pytest.mark.slow  # ~70 s on 2 CPU cores: the GPU suite's code on a tiny model, two `sft`-sized subprocesses among it
+def test_gpu_suite_runs_on_cpu_in_quick_mode(tmp_path: Path) -> None:
+    """`python -m bench --device cpu --quick`: every section of docs/benchmarks-gpu.md fills without a GPU."""
+    page = tmp_path / "benchmarks-gpu.md"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--device", "cpu", "--quick", "--write", str(page)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = page.read_text()
+    for title in ("1. LoRA training step at equal adapter precision", "2. Fused head loss vs the plain head",
+                  "3. QLoRA training step", "4. End to end"):
+        assert f"## {title}" in text, title
+    assert "**Failed**" not in text, text
+    # Step-0 agreement with PEFT at equal (fp32) adapter precision is part of the page.
+    assert "Trainable dtypes: swiftune ['torch.float32'], PEFT ['torch.float32']" in text
+    diff = float(re.search(r"\|diff\| ([0-9.e+-]+)\.", text).group(1))
+    assert diff < 1e-3
+
+
+def test_gpu_suite_refuses_cuda_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--device", "cuda"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr

@@ -28,6 +28,7 @@ class LeanTraining:
     cast_linears: int
     compiled_blocks: int = 0
     head_loss: HeadLoss | None = None
+    packed_attention: bool = False
 
     def describe(self) -> str:
         parts = ["padding-free batches" if self.padding_free else "padded batches",
@@ -36,6 +37,8 @@ class LeanTraining:
             parts.append("LM head fused into the loss")
         if self.cast_linears:
             parts.append(f"{self.cast_linears} frozen Linear layers stored in the autocast dtype")
+        if self.packed_attention:
+            parts.append("attention per example of a padding-free row")
         if self.compiled_blocks:
             parts.append(f"{self.compiled_blocks} blocks compiled")
         return ", ".join(parts)
@@ -51,6 +54,7 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
     from ..frozen_weights import cast_frozen_linears
     from .answer_logits import supports_answer_logits
     from .head_loss import attach_head_loss
+    from .packed_attention import set_attention, use_packed_attention
     from .padding_free import honours_restarts
     from .regional_compile import compile_blocks
     from .runtime import torch_dtype
@@ -65,6 +69,11 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
             "it lets the examples of one row attend to each other")
         raise ConfigError(f"padding_free: {args.model} cannot train on padding-free rows ({why}); "
                           "drop --padding-free")
+    # Not with --compile: finding the examples of a row reads their lengths on the host (a graph break).
+    packed = padding_free and not args.compile and use_packed_attention(swift.get_base_model())
+    if packed and not honours_restarts(swift):  # the same check, now through the per-example attention
+        set_attention(swift.get_base_model(), "sdpa")
+        packed = False
     answer_logits = args.answer_logits_only and not rewrites_rows and supports_answer_logits(swift)
     head_loss = None
     if args.fused_head_loss and not rewrites_rows and not (args.fsdp or args.deepspeed):
@@ -81,4 +90,4 @@ def lean_training(args: SftArguments, swift: Any, precision: str) -> LeanTrainin
         compiled = compile_blocks(swift.get_base_model())
         if not compiled:
             raise ConfigError(f"compile: {args.model} has no list of repeated blocks to compile; drop --compile")
-    return LeanTraining(padding_free, answer_logits, cast, compiled, head_loss)
+    return LeanTraining(padding_free, answer_logits, cast, compiled, head_loss, packed)
