@@ -83,3 +83,6 @@ def test_nonfinite_parameters_names_the_tensors() -> None:
     good, nan, inf = torch.zeros(3), torch.tensor([0.0, math.nan]), torch.tensor([math.inf])
     assert nonfinite_parameters([("a", good)]) == []
     assert nonfinite_parameters([("a", good), ("b", nan), ("c", inf)]) == ["b", "c"]
+    huge, mixed = torch.full((10,), 1e30), torch.tensor([math.inf, -math.inf])
+    assert nonfinite_parameters([("huge", huge)]) == []  # large but finite is no error
+    assert nonfinite_parameters([("m", mixed), ("h", inf.to(torch.bfloat16))]) == ["m", "h"]
