@@ -142,8 +142,8 @@ def test_infer_and_export_arguments() -> None:
     assert args.adapter == ["a", "b"] and args.do_sample and args.top_p == 0.5
     with pytest.raises(ConfigError, match=r"^--top-p: Input should be less than or equal to 1"):
         parse_command(InferArguments, ["--top-p", "2"], prog="swiftune infer")
-    with pytest.raises(ConfigError, match=r"^--output: required$"):
-        parse_command(ExportArguments, ["--adapter", "a"], prog="swiftune export")
+    # No --output: the adapter folder's name + "-merged" (ms-swift's default), chosen when exporting.
+    assert parse_command(ExportArguments, ["--adapter", "a"], prog="swiftune export").output is None
     assert ExportArguments(adapter="a", output="o").adapter == ["a"]
 
 

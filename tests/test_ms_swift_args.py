@@ -264,3 +264,24 @@ def test_system_prompt_for_rows_without_one(tmp_path) -> None:
     prompt.write_text("From a file.\n")
     assert personalize(rows, system=str(prompt), model_name=[], model_author=[])[0]["messages"][0]["content"] == "From a file."
     assert personalize(rows, system=None, model_name=[], model_author=[]) == rows
+
+
+# -- the migration guide's tables are the alias data ----------------------------------------------
+def _doc_flags(section: str) -> set[str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "migrating-from-ms-swift.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    flags = set()
+    for line in body.splitlines():
+        if line.startswith("| `--"):
+            first = line.split("|")[1]
+            flags |= {aliases.normalize(f) for f in re.findall(r"`(--[a-z0-9_]+)`", first)}
+    return flags
+
+
+def test_migration_guide_tables_match_the_alias_data() -> None:
+    assert _doc_flags("ms-swift names (aliases)") == {a.name for a in aliases.ALIASES}
+    assert _doc_flags("Accepted values") == {a.name for a in aliases.ACCEPTED}
+    assert _doc_flags("Not supported yet") == set(aliases.UNSUPPORTED)

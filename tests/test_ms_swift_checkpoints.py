@@ -126,9 +126,9 @@ def test_export_merges_an_ms_swift_checkpoint_from_the_command_line(tiny, tmp_pa
     from transformers import AutoModelForCausalLM
 
     ckpt = ms_swift_checkpoint(tmp_path, tiny)
-    out = tmp_path / "merged"
-    proc = run_cli("export", "--adapters", str(ckpt), "--merge_lora", "true", "--output_dir", str(out), timeout=300)
+    proc = run_cli("export", "--adapters", str(ckpt), "--merge_lora", "true", timeout=300)  # ms-swift's line as is
     assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "v0-20250101-120000-checkpoint-4-merged"  # beside the run folder, never inside it
     ids = torch.randint(3, 40, (1, 7), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=ids).logits

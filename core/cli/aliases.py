@@ -76,6 +76,14 @@ def _batch_size(value: Any) -> Any:
     return 1 << 30 if str(value).strip() == "-1" else value
 
 
+def _half(precision: str) -> Callable[[Any], Any]:
+    """``--bf16 true`` is ``--precision bf16``; ``false`` is fp32."""
+    def convert(value: Any) -> Any:
+        flag = as_bool(value)
+        return value if flag is None else precision if flag else "fp32"
+    return convert
+
+
 def _truncation(value: Any) -> Any:
     return "drop" if str(value).lower() == "delete" else value
 
@@ -93,6 +101,8 @@ class Alias:
     name: str
     targets: tuple[Target, ...]
     note: str = ""
+    #: A yes/no flag of ms-swift (``--bf16``, ``--bf16 true``) whose target is not a boolean.
+    switch: bool = False
 
 
 ALIASES: tuple[Alias, ...] = (
@@ -108,6 +118,8 @@ ALIASES: tuple[Alias, ...] = (
     Alias("warmup_ratio", (Target("warmup_steps", _warmup_ratio),), "swiftune's --warmup-steps below 1 is a fraction"),
     Alias("resume_from_checkpoint", (Target("resume"),)),
     Alias("quant_bits", (Target("bits"),), "4 or 8; selects the qlora tuner (bitsandbytes)"),
+    Alias("bf16", (Target("precision", _half("bf16")),), "true -> --precision bf16", switch=True),
+    Alias("fp16", (Target("precision", _half("fp16")),), "true -> --precision fp16", switch=True),
     Alias("truncation_strategy", (Target("truncation", _truncation),), "delete -> drop; left, right"),
     Alias("adapters", (Target("adapter"),)),
     Alias("val_dataset", (Target("input"),), "infer: the prompts of batch mode"),
@@ -145,6 +157,7 @@ ACCEPTED: tuple[Accepted, ...] = (
     Accepted("use_hf", ("true", "false"),
              "plain hub ids are read from the Hugging Face Hub; write ms::ID for ModelScope"),
     Accepted("save_strategy", ("steps",), "checkpoints every --save-steps"),
+    Accepted("eval_strategy", ("steps",), "evaluation every --eval-steps when there is eval data (--val-ratio 0: none)"),
 )
 
 #: ms-swift flags with no swiftune equivalent yet, and why (or what to use instead).
@@ -163,11 +176,8 @@ UNSUPPORTED: Mapping[str, str] = {
     "custom_dataset_info": "register datasets through a plugin (docs/plugins.md)",
     "custom_register_path": "register models, templates and datasets through a plugin (docs/plugins.md)",
     "external_plugins": "plugins are installed packages with a 'swiftune' entry point (docs/plugins.md)",
-    "eval_strategy": "evaluation runs every --eval-steps when there is eval data (--val-ratio 0: none)",
     "save_only_model": "checkpoints always hold what --resume needs",
-    "resume_only_model": "start a new run from an adapter folder is not supported yet",
-    "bf16": "use --precision bf16 (or --torch_dtype bfloat16)",
-    "fp16": "use --precision fp16 (or --torch_dtype float16)",
+    "resume_only_model": "starting a new run from a checkpoint's weights alone is not supported yet",
     "freeze_vit": "vision-language models are not trained by sft yet",
     "freeze_llm": "vision-language models are not trained by sft yet",
     "freeze_aligner": "vision-language models are not trained by sft yet",

@@ -123,7 +123,7 @@ def _alias_flags(parser: argparse.ArgumentParser, fields: Mapping[str, Any]) -> 
         if alias.name in fields or (found is None and aliases.accepted(alias.name, fields)):
             continue
         ann = fields[found[1].field].annotation if found else None
-        kwargs = _flag_kwargs(ann) if found else {"nargs": "*", "metavar": "VALUE"}
+        kwargs = _flag_kwargs(bool if alias.switch else ann) if found else {"nargs": "*", "metavar": "VALUE"}
         shown = f"= {flag_name(found[1].field)}" if found else "not available here"
         group.add_argument(flag_name(alias.name), dest=ALIAS_DEST + alias.name, default=argparse.SUPPRESS,
                            help=f"{shown}{'; ' + alias.note if alias.note else ''}".replace("%", "%%"), **kwargs)

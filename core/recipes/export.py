@@ -20,6 +20,16 @@ from .run_folder import check_output_apart, folders_read
 EXPORT_INFO = "swiftune_export.json"
 
 
+def merged_name(adapter: str) -> Path:
+    """The export folder when none is given: ``<adapter>-merged`` beside it (ms-swift's name), or
+    beside the run folder for a checkpoint inside one (``run/checkpoint-50`` -> ``run-checkpoint-50-merged``),
+    since nothing is written into a folder being read."""
+    path = Path(adapter).expanduser().resolve()
+    if (path.parent / "args.json").is_file():
+        return path.parent.with_name(f"{path.parent.name}-{path.name}-merged")
+    return path.with_name(f"{path.name}-merged")
+
+
 def run_export(args: ExportArguments) -> Path:
     import torch
 
@@ -30,7 +40,7 @@ def run_export(args: ExportArguments) -> Path:
     quiet_libraries()
     if not args.adapter:
         raise ConfigError("--adapter: required (an adapter folder or sft output folder; repeatable)")
-    output = Path(args.output).expanduser()
+    output = Path(args.output).expanduser() if args.output else merged_name(args.adapter[0])
     # Never over, into or around what is read: --overwrite would delete the adapters being merged.
     check_output_apart(output, folders_read(args.adapter, args.model))
     if output.exists() and any(output.iterdir()) and not args.overwrite:
