@@ -3,8 +3,8 @@
 DoRA rescales every output row ``i`` of the adapted weight to a trained length ``m_i``:
 ``W' = m * (W + s B A) / ||W + s B A||`` (row norms). "Rows" are the output axis: a Linear's
 output features, a Conv2d's output channels (the norm over input channels and kernel), an
-Embedding's dimensions (the norm over the vocabulary), as in PEFT. As in the paper (section 4.3) and PEFT, the
-norm is treated as a constant in backward (computed without gradient), and the forward is written
+Embedding's dimensions (the norm over the vocabulary), as in PEFT. As in the paper (section 4.3)
+and PEFT, the norm is treated as a constant in backward (computed without gradient), and the forward is written
 as an addition to the base output, so dropout can act on the adapter's input only:
 ``y = W x + b + (f - 1) * (W h) + f * s * B A h`` with ``f = m / ||W + s B A||`` and ``h`` the
 (dropped-out) input; embeddings have no dropout. With one adapter this is PEFT's formulation term

@@ -54,7 +54,8 @@ def initialise(layer: LoraLinear, name: str, method: str) -> None:
     with torch.no_grad():
         layer.lora_A[name].weight.copy_(a)
         layer.lora_B[name].weight.copy_(b)
-        weight.copy_((w - scaling * layer.lora_B[name].weight.float() @ layer.lora_A[name].weight.float()).to(weight.dtype))
+        residual = w - scaling * layer.lora_B[name].weight.float() @ layer.lora_A[name].weight.float()
+        weight.copy_(residual.to(weight.dtype))
 
 
 def _top_singular(w: torch.Tensor, r: int, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -87,7 +87,9 @@ class LoraLayer(WrapperLayer):
         """``s B A`` in ``dense_weight``'s layout, in the adapter's dtype."""
         raise NotImplementedError
 
-    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+    def dora_terms(
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """DoRA's two outputs for input ``x``: ``W h`` (no bias) and ``B A h`` (unscaled), ``h`` the
         adapter's (dropped-out) input, ``weight`` the unmerged ``W``; ``base_out``: the base layer's output."""
         raise NotImplementedError
@@ -184,7 +186,9 @@ class LoraLinear(LoraLayer):
         weight = self.get_base_layer().weight
         return weight.T if self.fan_in_fan_out else weight  # (out, in)
 
-    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+    def dora_terms(
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.lora_A[name].weight, self.lora_B[name].weight
         x = x if torch.is_autocast_enabled(x.device.type) else x.to(a.dtype)
         h = self._drop(x, name)
@@ -289,12 +293,16 @@ class LoraEmbedding(LoraLayer):
 
     def _embed(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         base = self.get_base_layer()
-        return F.embedding(x, table, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse)
+        return F.embedding(
+            x, table, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse
+        )
 
     def _lora_out(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return self._embed(x, self.lora_embedding_A[name].T) @ self.lora_embedding_B[name].T
 
-    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+    def dora_terms(
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         plain = base_out if self._reuses_base_output(x, x) else self._embed(x, weight.T)
         return plain, self._lora_out(x, name)
 
@@ -343,7 +351,9 @@ class LoraConv2d(LoraLayer):
     def dora_view(self, f: torch.Tensor) -> torch.Tensor:
         return f.view(-1, 1, 1)  # over (out channels, height, width)
 
-    def dora_terms(self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor):
+    def dora_terms(
+        self, name: str, x: torch.Tensor, weight: torch.Tensor, base_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.lora_A[name]
         x = x.to(a.weight.dtype)
         h = self._drop(x, name)
