@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .common import QUICK, Shape, causal_lm_loss, fused_head, lora_dict, lora_pair
+from .common import QUICK, Shape, causal_lm_loss, fused_head, lora_pair
 from .report import Section, Target, fmt, table
 
 #: Llama-3.2-1B's dimensions (random weights), LoRA r=16 / alpha=32.
