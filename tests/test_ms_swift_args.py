@@ -103,8 +103,9 @@ def test_tuner_aliases() -> None:
     assert args.tuner_args == {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1, "bias": "all",
                                "init_lora_weights": False}
     assert sft("--init_weights", "gaussian").tuner_args == {"init_lora_weights": "gaussian"}
-    assert "not a field of this command nor of the 'adapter' tuner" in error(sft, "--tuner", "adapter",
-                                                                             "--lora_rank", "8")
+    assert error(sft, "--tuner", "adapter", "--lora_rank", "8") == (
+        "--lora-rank is ms-swift's name for --r, which is not an argument of this command nor of the 'adapter' tuner")
+    assert error(infer, "--output_dir", "o").startswith("--output-dir is ms-swift's name for --output, which is not")
 
 
 def test_quantization_aliases_select_qlora() -> None:

@@ -94,6 +94,8 @@ class Target:
 
     field: str
     convert: Callable[[Any], Any] | None = None
+    #: Only for a command that also has this field (export's --output is not infer's --output).
+    when: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ ALIASES: tuple[Alias, ...] = (
     Alias("truncation_strategy", (Target("truncation", _truncation),), "delete -> drop; left, right"),
     Alias("adapters", (Target("adapter"),)),
     Alias("val_dataset", (Target("input"),), "infer: the prompts of batch mode"),
-    Alias("result_path", (Target("output"),), "infer: batch mode's result file"),
-    Alias("output_dir", (Target("output"),), "export: the merged model's folder"),
+    Alias("result_path", (Target("output", when="input"),), "infer: batch mode's result file"),
+    Alias("output_dir", (Target("output", when="overwrite"),), "export: the merged model's folder"),
     Alias("max_batch_size", (Target("batch_size", _batch_size),), "-1: all prompts at once"),
     Alias("merge_lora", (Target("merge"),), "infer: merge before generating"),
     Alias("exist_ok", (Target("overwrite"),), "export: replace an existing output folder"),
@@ -150,14 +152,16 @@ def _backends_message(value: str) -> str:
 
 
 ACCEPTED: tuple[Accepted, ...] = (
-    Accepted("infer_backend", ("transformers", "pt"), "swiftune generates with transformers"),
+    Accepted("infer_backend", ("transformers", "pt"), "swiftune generates with transformers", when_field="max_new_tokens"),
     Accepted("merge_lora", ("true",), "export always merges (infer: --merge)", when_field="overwrite"),
-    Accepted("quant_method", ("bnb",), "bitsandbytes, through the qlora tuner (with --quant_bits 4 or 8)"),
-    Accepted("tuner_backend", ("peft",), "swiftune's tuners write PEFT's format"),
+    Accepted("quant_method", ("bnb",), "bitsandbytes, through the qlora tuner (with --quant_bits 4 or 8)",
+             when_field="tuner"),
+    Accepted("tuner_backend", ("peft",), "swiftune's tuners write PEFT's format", when_field="tuner"),
     Accepted("use_hf", ("true", "false"),
              "plain hub ids are read from the Hugging Face Hub; write ms::ID for ModelScope"),
-    Accepted("save_strategy", ("steps",), "checkpoints every --save-steps"),
-    Accepted("eval_strategy", ("steps",), "evaluation every --eval-steps when there is eval data (--val-ratio 0: none)"),
+    Accepted("save_strategy", ("steps",), "checkpoints every --save-steps", when_field="save_steps"),
+    Accepted("eval_strategy", ("steps",), "evaluation every --eval-steps when there is eval data (--val-ratio 0: none)",
+             when_field="save_steps"),
 )
 
 #: ms-swift flags with no swiftune equivalent yet, and why (or what to use instead).
@@ -213,7 +217,7 @@ def lookup(name: str, fields: Iterable[str]) -> tuple[Alias, Target] | None:
     for alias in ALIASES:
         if alias.name == name:
             for target in alias.targets:
-                if target.field in fields:
+                if target.field in fields and (not target.when or target.when in fields):
                     return alias, target
             return None
     return None

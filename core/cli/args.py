@@ -124,9 +124,11 @@ def _alias_flags(parser: argparse.ArgumentParser, fields: Mapping[str, Any]) -> 
             continue
         ann = fields[found[1].field].annotation if found else None
         kwargs = _flag_kwargs(bool if alias.switch else ann) if found else {"nargs": "*", "metavar": "VALUE"}
-        shown = f"= {flag_name(found[1].field)}" if found else "not available here"
+        # Aliases without a target here stay registered (their error says so) but out of --help.
+        text = f"= {flag_name(found[1].field)}{'; ' + alias.note if alias.note else ''}" if found else (
+            alias.note if alias.name in aliases.QUANT_KEYS and "tuner" in fields else argparse.SUPPRESS)
         group.add_argument(flag_name(alias.name), dest=ALIAS_DEST + alias.name, default=argparse.SUPPRESS,
-                           help=f"{shown}{'; ' + alias.note if alias.note else ''}".replace("%", "%%"), **kwargs)
+                           help=text.replace("%", "%%") if text != argparse.SUPPRESS else text, **kwargs)
     for entry in aliases.ACCEPTED:
         if entry.name in fields or aliases.accepted(entry.name, fields) is None:
             continue
@@ -326,7 +328,7 @@ def _unknown(item: Given, model: type[BaseModel], tuner_config: type[BaseModel] 
     if targets:
         named = " / ".join(flag_name(t) if item.origin == "" else t for t in targets)
         where = f" nor of the '{tuner}' tuner" if tuner else ""
-        return f"{item.where} (ms-swift's name for {named}): {named} is not a field of this command{where}"
+        return f"{item.where} is ms-swift's name for {named}, which is not an argument of this command{where}"
     if item.nested:
         fields = [k for k in scope if k != "tuner"]
         close = _close(item.name, fields, 2)
