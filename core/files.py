@@ -101,6 +101,19 @@ def damaged_safetensors(folder: str | Path) -> list[str]:
     return problems
 
 
+def usual_permissions(folder: str | Path) -> None:
+    """Give the files under ``folder`` the mode ``open(path, "w")`` gives a new file there, where a
+    library made them stricter (transformers' ``save_pretrained`` writes ``model.safetensors``
+    0600 through safetensors while its JSON files are 0644)."""
+    folder = Path(folder)
+    probe = folder / f".mode-probe-{secrets.token_hex(4)}"
+    mode = _create_exclusive(probe)
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) & mode != mode:
+            path.chmod(stat.S_IMODE(path.stat().st_mode) | mode)
+
+
 def read_json(path: str | Path, error: type[SwiftuneError] = FileError) -> Any:
     """Parse a JSON file; errors name the file (and the line for a syntax error)."""
     with naming_file(path, "read", error):

@@ -150,3 +150,21 @@ def test_a_damaged_base_model_folder_names_the_file(tmp_path: Path, damage: str)
     with pytest.raises(SwiftuneError) as info:
         load_model(str(folder), task="causal-lm")
     assert str(target) in str(info.value)
+
+
+def test_an_exported_model_gets_the_usual_permissions(tmp_path: Path) -> None:
+    """transformers' save_pretrained writes model.safetensors 0600 (through safetensors) and its
+    JSON files 0644; the export folder's files all get the mode of any new file."""
+    import swiftune
+    from cli_fixtures import save_tiny_model
+    from transformers import AutoModelForCausalLM
+
+    model = save_tiny_model(tmp_path / "model")
+    Swift.prepare(AutoModelForCausalLM.from_pretrained(model), dict(LORA)).save_pretrained(tmp_path / "adapter")
+    old = os.umask(0o022)
+    try:
+        out = swiftune.export(adapter=[str(tmp_path / "adapter")], model=str(model), output=str(tmp_path / "merged"))
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in Path(out).iterdir() if p.is_file()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes

@@ -86,7 +86,7 @@ class SftArguments(CommandArguments):
     optim: str = Field("adamw_torch", description="Trainer optimizer name")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     precision: Precision = Field("auto", description="auto: bf16 autocast where the hardware has it, else fp32")
-    logging_steps: int = Field(5, ge=1, description="log every N optimizer steps")
+    logging_steps: float = Field(0.02, gt=0, description="log every N optimizer steps, or a fraction of all steps when < 1 (the default: about 50 points a run, every step in a short one)")
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: save_steps)")
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps")
     save_total_limit: int | None = Field(2, ge=1, description="keep at most N checkpoints")

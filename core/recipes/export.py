@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ConfigError
+from ..files import naming_file, usual_permissions
 from .arguments import ExportArguments
 from .run_folder import check_output_apart, folders_read
 
@@ -56,8 +57,10 @@ def run_export(args: ExportArguments) -> Path:
     if staged.exists():
         shutil.rmtree(staged)
     try:
-        merged.save_pretrained(staged)
-        built.tokenizer.save_pretrained(staged)
+        with naming_file(staged, "write the merged model"):  # safetensors' errors name no file
+            merged.save_pretrained(staged)
+            built.tokenizer.save_pretrained(staged)
+        usual_permissions(staged)  # model.safetensors comes out 0600, its JSON files 0644
         info = {"swiftune_version": __version__, "base_model": built.base,
                 "adapters": {n: str(p.resolve()) for n, p in built.adapters.items()}}
         (staged / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
