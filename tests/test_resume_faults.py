@@ -82,14 +82,18 @@ DAMAGES = {
 }
 
 
-@pytest.mark.parametrize("name", list(DAMAGES))
+@pytest.mark.parametrize("name", [*DAMAGES, "missing optimizer.pt", "missing adapter_model.safetensors"])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(finished_run, tmp_path, caplog, name) -> None:
     reference, kwargs = finished_run
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     shutil.rmtree(run / "final")
-    damaged = run / "checkpoint-4" / name
-    damaged.write_bytes(DAMAGES[name](damaged.read_bytes()))
+    if name.startswith("missing "):  # the Trainer would go on with a fresh optimizer / fail unnamed
+        (run / "checkpoint-4" / name.split()[1]).unlink()
+        damaged = run / "checkpoint-4"
+    else:
+        damaged = run / "checkpoint-4" / name
+        damaged.write_bytes(DAMAGES[name](damaged.read_bytes()))
     with caplog.at_level(logging.WARNING, logger="swiftune"):
         swiftune.sft(output_dir=str(run), resume=True, **kwargs)
     assert any(str(damaged) in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING), caplog.text

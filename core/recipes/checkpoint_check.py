@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FileError
 from ..files import naming_file, read_json
+from ..serialization import CONFIG_NAME
 from .trainer import STATE_FILE, complete_checkpoints
 
 log = logging.getLogger("swiftune.run")
@@ -51,6 +52,20 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def _missing_parts(folder: Path) -> str | None:
+    """What a published checkpoint lacks that the Trainer would silently do without (a fresh
+    optimizer) or fail on: the adapter config and weights, the optimizer state."""
+    if not (folder / CONFIG_NAME).is_file():
+        return CONFIG_NAME
+    if not any(folder.rglob("*.safetensors")):
+        return "the adapter weights (*.safetensors)"
+    names = {p.name for p in folder.iterdir()}
+    sharded = any(n.startswith(("global_step", "optimizer")) and (folder / n).is_dir() for n in names)  # DeepSpeed, FSDP
+    if not names & {"optimizer.pt", "optimizer.bin"} and not sharded:
+        return "the optimizer state (optimizer.pt)"
+    return None
+
+
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why ``folder`` cannot be resumed from (a sentence that names the damaged file), or None."""
     folder = Path(folder)
@@ -61,6 +76,9 @@ def checkpoint_problem(folder: str | Path) -> str | None:
         return str(exc)
     if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
         return f"{state}: not a trainer state (no global_step)"
+    missing = _missing_parts(folder)
+    if missing:
+        return f"{folder}: {missing} is missing"
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
