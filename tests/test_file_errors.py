@@ -168,3 +168,20 @@ def test_an_exported_model_gets_the_usual_permissions(tmp_path: Path) -> None:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in Path(out).iterdir() if p.is_file()}
     assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes
+
+
+def test_a_failed_atomic_write_names_the_file_and_leaves_nothing(tmp_path: Path) -> None:
+    import errno
+
+    from swiftune.errors import FileError
+    from swiftune.files import atomic_write
+
+    target = tmp_path / "args.json"
+
+    def disk_full(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a full disk reports it: no path
+
+    with pytest.raises(FileError, match=rf"{target}: cannot write: {os.strerror(errno.ENOSPC)}"):
+        atomic_write(target, disk_full)
+    assert list(tmp_path.iterdir()) == []

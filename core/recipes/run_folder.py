@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConfigError
+from ..files import atomic_write
 
 ARGS_NAME = "args.json"
 FINAL_NAME = "final"
@@ -28,12 +29,15 @@ CHECKPOINT_GLOB = "checkpoint-*"
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` through a temporary sibling and one rename: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write(path, write)  # a failed write (disk full) names the file and leaves no temporary
 
 
 def read_args(folder: Path) -> dict[str, Any]:
