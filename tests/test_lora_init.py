@@ -131,3 +131,22 @@ def test_init_errors_are_clear() -> None:
 CHECKS = ["only_adapter_trains", "disable", "save_load", "merge", "memorise", "generate", "half_precision_base"]
 test_pissa_conformance = conformance_tests("lora", models=["llama", "gpt2"], config={"init_lora_weights": "pissa"}, checks=CHECKS)
 test_olora_conformance = conformance_tests("lora", models=["qwen2"], config={"init_lora_weights": "olora", "r": 4}, checks=CHECKS)
+
+
+def test_failed_pissa_add_leaves_the_base_weights_untouched() -> None:
+    """PiSSA rewrites base weights; when a later layer fails (r too large for it), the rollback restores
+    every weight already rewritten."""
+    import torch
+    from torch import nn
+
+    from swiftune import Swift
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(Exception, match="r=8"):
+        Swift.prepare(model, {"tuner": "lora", "r": 8, "target_modules": ["0", "2"], "init_lora_weights": "pissa"})
+    after = model.state_dict()
+    assert set(after) == set(before)
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key

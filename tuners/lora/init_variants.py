@@ -55,7 +55,11 @@ def initialise(layer: LoraLinear, name: str, method: str) -> None:
         layer.lora_A[name].weight.copy_(a)
         layer.lora_B[name].weight.copy_(b)
         residual = w - scaling * layer.lora_B[name].weight.float() @ layer.lora_A[name].weight.float()
-        weight.copy_(residual.to(weight.dtype))
+        # A new tensor, not an in-place copy: if adding the adapter fails later (a later layer, a
+        # later adapter), the rollback puts the original weight back.
+        base = layer.get_base_layer().weight
+        residual = residual.T if residual.shape != base.shape else residual
+        base.data = residual.to(dtype=base.dtype, device=base.device).contiguous()
 
 
 def _top_singular(w: torch.Tensor, r: int, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
