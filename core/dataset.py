@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Mapping
 
 from .data.errors import DataError
 
-PRODUCES = ("messages", "text", "classification", "preference", "kto", "prompt", "multiple_choice")
+PRODUCES = ("messages", "text", "classification", "preference", "kto", "prompt", "multiple_choice", "image_caption",
+            "image_classification")
 
 
 class DatasetAdapter:
@@ -36,7 +37,8 @@ class DatasetAdapter:
     optional_columns: ClassVar[frozenset[str]] = frozenset()
     #: What the adapter produces: "messages", "text", "classification", for rlhf "preference",
     #: "kto" or "prompt" (see ``swiftune.data.preference``), for eval "multiple_choice"
-    #: (``messages`` plus ``choices`` and the ``answer`` index).
+    #: (``messages`` plus ``choices`` and the ``answer`` index), for images "image_caption"
+    #: (``image`` path + ``text``) or "image_classification" (``image`` path + ``label``).
     produces: ClassVar[str] = "messages"
 
     @classmethod

@@ -21,6 +21,7 @@ TASKS = (
     "sequence-classification",
     "token-classification",
     "image-classification",
+    "text-to-image",
     "masked-lm",
     "feature-extraction",
 )
@@ -34,6 +35,7 @@ _TASK_ALIASES = {
     "token-cls": "token-classification",
     "fill-mask": "masked-lm",
     "base": "feature-extraction",
+    "t2i": "text-to-image",
 }
 ARCHITECTURE_KEYS = ("embedding", "layers", "lm_head", "attention", "mlp")
 

@@ -89,6 +89,8 @@ def test_every_module_on_disk_is_in_the_wheel(names: set[str]) -> None:
 def test_package_data_is_in_the_wheel(names: set[str]) -> None:
     data = ROOT / "model_zoo" / "data"
     files = [(p, _wheel_path(p, "model_zoo")) for p in sorted(data.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    files += [(p, _wheel_path(p, "core")) for p in sorted((ROOT / "core" / "recipes" / "ds_config").glob("*.json"))]
+    assert len(files) > 4
     missing = [str(p.relative_to(ROOT)) for p, where in files if where not in names]
     assert not missing, f"package data missing from the wheel (see [tool.setuptools.package-data]): {missing}"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import DataError
+from .multimodal import with_images
 from .preference import KINDS as PREFERENCE_KINDS
 from .preference import check_preference_example
 from .readers import RawRows
@@ -103,9 +104,16 @@ def check_example(example: Any, produces: str) -> None:
         choices, answer = example.get("choices"), example.get("answer")
         if not isinstance(choices, list) or len(choices) < 2 or not isinstance(answer, int) or not 0 <= answer < len(choices):
             raise DataError("a multiple-choice example needs 'choices' (two or more) and 'answer' (an index into them)")
+    elif produces in ("image_caption", "image_classification"):
+        if not isinstance(example.get("image"), str) or not example["image"]:
+            raise DataError("field 'image' must be a path to an image file")
+        if produces == "image_caption" and not isinstance(example.get("text"), str):
+            raise DataError("field 'text' (the caption) must be text")
+        if produces == "image_classification" and example.get("label") is None:
+            raise DataError("missing field 'label'")
     else:
         raise DataError(f"unknown example kind {produces!r}; expected messages, text, classification, "
-                        f"{', '.join(PREFERENCE_KINDS)}, multiple_choice")
+                        f"{', '.join(PREFERENCE_KINDS)}, multiple_choice, image_caption, image_classification")
 
 
 def convert_rows(
@@ -137,6 +145,7 @@ def convert_rows(
                 row = {rename.get(k, k): v for k, v in row.items()}
             example = impl.convert(row)
             check_example(example, impl.produces)
+            example = with_images(row, example, impl.produces, raw.origin)  # paths checked, relative to the file
         except (DataError, KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if type(exc) is KeyError else str(exc)
             message = f"{raw.where(i)}: {detail} (adapter '{name}' expects {impl.expects()})"

@@ -22,6 +22,7 @@ from ..model_family import ModelFamily, normalize_task
 from .errors import ModelLoadError
 from .families import family_for
 from .remote_code import check_remote_code
+from .vision import image_text_processor, vision_language_kind
 from .remote_code import trust_remote_code as trust_remote_code_allowed
 
 logger = logging.getLogger("swiftune.loading")
@@ -135,7 +136,8 @@ def load_folder(
     task = normalize_task(task or family.task)
     trust = trust_remote_code_allowed(trust_remote_code)  # the user's word only, never the family's
     check_remote_code(folder, trust, family=family, name=name)
-    auto_class = getattr(transformers, _AUTO_CLASSES[task])
+    vision = task == "causal-lm" and vision_language_kind(folder) is not None  # Qwen2-VL, LLaVA: image + text in
+    auto_class = getattr(transformers, "AutoModelForImageTextToText" if vision else _AUTO_CLASSES[task])
     kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust, **model_kwargs}
     if dtype is not None:
         kwargs["dtype"] = _dtype(dtype)
@@ -147,7 +149,8 @@ def load_folder(
         raise ModelLoadError(f"{name or folder}: cannot load it as {task} ({reason})") from exc
     if name and getattr(model.config, "_name_or_path", None) != name:
         model.config._name_or_path = name  # the hub id or packaged name, for family_for and adapters
-    return model, _processor(folder, task, trust)
+    processor = _processor(folder, task, trust)
+    return model, image_text_processor(folder, model.config, processor) if vision else processor
 
 
 def load_model(

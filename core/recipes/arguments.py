@@ -79,6 +79,16 @@ class SftArguments(CommandArguments):
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="default: the train batch size")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
     learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (the default suits small models and the demo; 1e-4 to 2e-4 for billion-parameter ones)")
+    # -- images (text-to-image, image-classification) --------------------------------------------
+    resolution: int | None = Field(None, ge=8, description="text-to-image: training image size in pixels (default: the pipeline's, UNet sample size x VAE scale)")
+    center_crop: bool = Field(True, description="text-to-image: crop the middle of each resized image (false: a random crop)")
+    random_flip: bool = Field(False, description="text-to-image: flip training images left-right at random")
+    train_text_encoder: bool = Field(False, description="text-to-image: also put the tuner on the text encoder (q/k/v/out projections)")
+
+    # -- vision-language models (Qwen2-VL, LLaVA; ms-swift's names) -------------------------------
+    freeze_vit: bool = Field(True, description="vision-language models: keep the vision tower out of the tuner (false: LoRA etc. cover it too, or --tuner full trains it)")
+    freeze_aligner: bool = Field(True, description="vision-language models: keep the projector between vision tower and language model (Qwen2-VL's merger, LLaVA's multi_modal_projector) out of the tuner")
+
     lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
     warmup_steps: float = Field(0.05, ge=0, description="warmup steps, or a fraction of all steps when < 1")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -98,7 +108,7 @@ class SftArguments(CommandArguments):
     ddp_backend: str | None = Field(None, description="gloo, nccl, ... (default: the Trainer's choice)")
     fsdp: str | None = Field(None, description="FSDP options, e.g. 'full_shard auto_wrap'")
     fsdp_config: str | None = Field(None, description="FSDP config file (JSON)")
-    deepspeed: str | None = Field(None, description="DeepSpeed config file (JSON)")
+    deepspeed: str | None = Field(None, description="DeepSpeed: a preset (zero2, zero3, zero2_offload, zero3_offload) or a config file (JSON)")
 
     @field_validator("dataset", "val_dataset", "report_to", "model_name", "model_author", mode="before")
     @classmethod
@@ -177,8 +187,14 @@ class ExportArguments(CommandArguments):
     model: str | None = Field(None, description="base model (default: the one in the adapter's args.json)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the saved weights (auto: as loaded)")
     overwrite: bool = Field(False, description="replace an existing output folder")
+    images: list[str] = Field(default_factory=list, description="vision-language models, chat: image files that go with the first message (where its <image> tags are, else in front)")
+    task: Literal["causal-lm", "text-to-image"] = Field("causal-lm", description="text-to-image: draw --prompt with a Stable Diffusion pipeline (--model) and its adapter into the image file --output")
+    prompt: str | None = Field(None, description="text-to-image: what to draw")
+    negative_prompt: str | None = Field(None, description="text-to-image: what to steer away from")
+    num_inference_steps: int = Field(30, ge=1, description="text-to-image: denoising steps")
+    guidance_scale: float = Field(7.5, ge=0, description="text-to-image: classifier-free guidance strength (1: off)")
 
-    @field_validator("adapter", mode="before")
+    @field_validator("adapter", "images", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import torch  # noqa: F401 - dtype annotations
 
+from ..loading.vision import is_image_text
+
 
 def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None, trust_remote_code: bool | None = None):
     """(model, tokenizer) for a local folder, hub id, ``ms::`` id, .gguf file or packaged model name
@@ -25,6 +27,8 @@ def resolve_template(name: str | None, model: Any, tokenizer: Any) -> Any:
     from ..cli.aliases import template_name as registered_name
     from ..data import get_renderer
 
+    if is_image_text(tokenizer):  # a vision-language model's processor: its tokenizer renders the chat
+        tokenizer = tokenizer.tokenizer
     name = registered_name(name)  # ms-swift's template names (qwen2, qwen3, ...) read as ours
     if not name and not getattr(tokenizer, "chat_template", None):
         from ..loading import family_for

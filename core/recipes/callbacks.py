@@ -118,13 +118,22 @@ class FaultCallback(TrainerCallback):
 
 
 def adapter_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over the trainable tensors, by name (equal digests: equal adapters)."""
+    """SHA-256 over the trainable tensors, by name (equal digests: equal adapters). Sharded
+    parameters (FSDP2, ZeRO-3) are gathered first: every rank must call this."""
+    from .sharding import full_parameters
+
     h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters()):
-        if p.requires_grad:
-            h.update(name.encode())
-            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    with full_parameters(model):
+        for name, p in sorted(model.named_parameters()):
+            if p.requires_grad:
+                h.update(name.encode())
+                h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def sharded_parameters(model: torch.nn.Module) -> int:
+    """How many trainable parameters are split across ranks (FSDP2's DTensors, ZeRO-3's partitions)."""
+    return sum(1 for p in model.parameters() if p.requires_grad and (hasattr(p, "full_tensor") or hasattr(p, "ds_id")))
 
 
 class DigestCallback(TrainerCallback):
@@ -140,7 +149,7 @@ class DigestCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"rank": args.process_index, "world_size": args.world_size, "global_step": state.global_step,
-                  "initial": self.initial, "final": adapter_digest(model)}
+                  "initial": self.initial, "final": adapter_digest(model), "sharded": sharded_parameters(model)}
         (self.folder / f"digest-rank{args.process_index}.json").write_text(json.dumps(record))
 
 

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..files import naming_file
 from .arguments import InferArguments
 from .generation import Generator
+from .vision import VisionGenerator, is_image_text, row_images
 
 log = logging.getLogger("swiftune.infer")
 #: How many skipped rows a report lists one by one (the count is always exact).
@@ -56,6 +57,10 @@ def build_generator(args: InferArguments) -> Generator:
     if torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()
+    if is_image_text(built.tokenizer):  # a vision-language model: prompts carry images (vision.py)
+        return VisionGenerator(model, built.tokenizer, built.template, args.max_length, images=args.images)
+    if args.images:
+        raise ConfigError(f"--images: {built.base} is not a vision-language model (swiftune list models)")
     return Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=args.max_length)
 
 
@@ -66,6 +71,12 @@ def run_infer(args: InferArguments) -> list[dict[str, Any]] | None:
     from .runtime import quiet_libraries
 
     quiet_libraries()
+    if args.task == "text-to-image":
+        from .diffusion import run_text_to_image_infer
+
+        set_seed(args.seed)
+        run_text_to_image_infer(args)
+        return None
     if bool(args.input) != bool(args.output):
         missing = "--output" if args.input else "--input"
         raise ConfigError(f"{missing}: batch mode needs both --input and --output")
@@ -99,8 +110,9 @@ def run_batch(generator: Generator, args: InferArguments) -> list[dict[str, Any]
         for start in range(0, len(rows), args.batch_size):
             chunk = rows[start : start + args.batch_size]
             prompts = []
-            for (_, msgs), where in chunk:
-                ids, dropped = generator.encode_counted(_with_system(msgs, args.system))
+            for (row, msgs), where in chunk:
+                images = {"images": row_images(row, args.input, where)} if isinstance(generator, VisionGenerator) else {}
+                ids, dropped = generator.encode_counted(_with_system(msgs, args.system), **images)
                 if dropped:
                     cut += 1
                     log.warning("swiftune: %s: dropped %d of %d prompt tokens to fit --max-length %d (older turns "

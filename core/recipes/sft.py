@@ -110,6 +110,10 @@ def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_ev
     """The ``TrainingArguments`` fields a run sets (TRL's configs subclass it and take them too)."""
     import torch
 
+    from .deepspeed_presets import resolve_deepspeed
+    from .sharding import check_fsdp_device
+
+    check_fsdp_device(args.fsdp, torch.accelerator.is_available())
     eval_steps = args.eval_steps or args.save_steps
     return dict(
         output_dir=str(output_dir),
@@ -148,7 +152,7 @@ def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_ev
         ddp_find_unused_parameters=False if world_size() > 1 else None,
         fsdp=args.fsdp,
         fsdp_config=args.fsdp_config,
-        deepspeed=args.deepspeed,
+        deepspeed=resolve_deepspeed(args.deepspeed),
     )
 
 
@@ -221,7 +225,7 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     from transformers import set_seed
 
     from ..api import Swift
-    from . import bridge
+    from . import bridge, vision
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
     from .finite_guard import FiniteGuard
     from .lean import lean_training
@@ -252,12 +256,19 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     )
     train_rows, val_rows = (bridge.personalize(rows, system=args.system, model_name=args.model_name,
                                                model_author=args.model_author) for rows in (train_rows, val_rows))
-    train, train_stats = bridge.tokenize_with_stats(train_rows, tokenizer, template, args.max_length, args.truncation,
-                                                    args.packing)
-    val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
+    if processor is not None:
+        train, train_stats, val = vision.tokenize_train_val(train_rows, val_rows, processor, template, args)
+        tuner_config = vision.frozen_parts_config(tuner_config, processor.kind, args.freeze_vit, args.freeze_aligner)
+    else:
+        vision.check_text_only([*train_rows, *val_rows], args.model)
+        train, train_stats = bridge.tokenize_with_stats(train_rows, tokenizer, template, args.max_length,
+                                                        args.truncation, args.packing)
+        val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
+    processor = tokenizer if vision.is_image_text(tokenizer) else None  # a vision-language model: see vision.py
+    tokenizer = processor.tokenizer if processor else tokenizer
 
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
-    lean = lean_training(args, swift, precision)
+    lean = lean_training(vision.lean_arguments(args) if processor else args, swift, precision)
     training_args = training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0,
                                        padding_free=lean.padding_free)
     trainer = SwiftTrainer(
@@ -266,7 +277,8 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
         optimizer_cls_and_kwargs=loraplus_optimizer(training_args, args.lorap_lr_ratio, swift),
         train_dataset=train,
         eval_dataset=val,
-        data_collator=bridge.collator(tokenizer, padding_free=lean.padding_free),
+        data_collator=vision.ImageTextCollator(tokenizer.pad_token_id) if processor else bridge.collator(
+            tokenizer, padding_free=lean.padding_free),
         no_kv_cache=lean.padding_free or lean.compiled_blocks > 0,
         answer_logits_only=lean.answer_logits_only,
         head_loss=lean.head_loss,

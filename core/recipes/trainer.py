@@ -30,6 +30,7 @@ from ..swift_model import SwiftModel
 from .answer_logits import keep_answer_positions
 from .faults import fault_point
 from .head_loss import HeadLoss
+from .sharding import full_parameters, is_sharded
 
 STAGING = ".staging"
 STATE_FILE = "trainer_state.json"
@@ -103,6 +104,13 @@ class AdapterCheckpoints:
         swift = self._swift_model()
         if swift is None:
             return super()._save(output_dir, state_dict)
+        if is_sharded(swift):  # FSDP2 / ZeRO-3: every rank is here and takes part in the gather
+            with full_parameters(swift):
+                self._write_adapters(swift, output_dir)
+        else:
+            self._write_adapters(swift, output_dir)
+
+    def _write_adapters(self, swift: SwiftModel, output_dir: str | None) -> None:
         if not self.args.should_save:
             return
         output_dir = output_dir or self.args.output_dir

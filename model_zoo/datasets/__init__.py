@@ -15,10 +15,11 @@ def register_all(register):
 
     from .adapters import ADAPTERS
     from .entries import ENTRIES
+    from .image_adapters import IMAGE_ADAPTERS
     from .multiple_choice import MultipleChoiceAdapter
     from .preference_adapters import PREFERENCE_ADAPTERS
 
-    for adapter in (*ADAPTERS, *PREFERENCE_ADAPTERS, MultipleChoiceAdapter):
+    for adapter in (*ADAPTERS, *PREFERENCE_ADAPTERS, MultipleChoiceAdapter, *IMAGE_ADAPTERS):
         register(adapter)
     register(
         DatasetEntry(

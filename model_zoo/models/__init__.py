@@ -1,15 +1,16 @@
 """Built-in model families (``swiftune list models``); see docs/models.md.
 
 ``decoders``: causal LMs transformers implements; ``encoders``: BERT, T5, BART, ViT (tasks beyond
-causal LM); ``remote``: families whose modelling code lives in their hub repositories.
+causal LM); ``diffusion``: Stable Diffusion, SDXL, SD3 and Flux pipelines (text-to-image); ``remote``: families whose modelling code lives in their hub repositories.
 """
 
 
 def register_all(register):
     """Register every built-in ``ModelFamily``."""
     from .decoders import FAMILIES as DECODERS
+    from .diffusion import FAMILIES as DIFFUSION
     from .encoders import FAMILIES as ENCODERS
     from .remote import FAMILIES as REMOTE
 
-    for family in (*DECODERS, *ENCODERS, *REMOTE):
+    for family in (*DECODERS, *ENCODERS, *REMOTE, *DIFFUSION):
         register(family)

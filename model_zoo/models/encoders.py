@@ -76,4 +76,21 @@ FAMILIES: tuple[ModelFamily, ...] = (
         ),
         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
     ),
+    ModelFamily(
+        name="swin",
+        description="Swin Transformer image classifiers; swiftune sft --task image-classification trains a new head",
+        hf_ids=("microsoft/swin-tiny-patch4-window7-224", "microsoft/swin-base-patch4-window7-224"),
+        architectures=("SwinForImageClassification", "SwinModel"),
+        model_types=("swin",),
+        task="image-classification",
+        keys=ArchitectureKeys(
+            embedding="embeddings.patch_embeddings",
+            layers="encoder.layers",
+            lm_head="classifier",
+            attention="attention",
+            mlp="mlp|intermediate",
+        ),
+        # transformers 5.x names (q/k/v/o_proj, mlp.fc1/fc2) and the 4.x ones (query/key/value, dense).
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
+    ),
 )

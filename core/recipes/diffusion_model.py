@@ -1,0 +1,141 @@
+"""The trainable side of a Stable Diffusion pipeline: ``DenoiserLoss`` holds the UNet, text encoder
+and VAE of a diffusers pipeline as submodules named as in the pipeline (``unet``, ``text_encoder``,
+``vae``), and its ``forward`` is the standard noise-prediction loss.
+
+One ``nn.Module`` with a loss in ``forward`` is what the transformers ``Trainer`` and
+``Swift.prepare`` take, so text-to-image runs on sft's machinery (checkpoints, resume, run log).
+Adapter keys then read ``unet.<module>`` / ``text_encoder.<module>``: diffusers' own LoRA prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+#: diffusers' LoRA targets for the UNet's attention and for CLIP's text encoder (its training scripts' choice).
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class DenoiserLoss(nn.Module):
+    """``forward(pixel_values, input_ids)`` -> ``{"loss": mse(prediction, target)}``.
+
+    The image is encoded by the frozen VAE, noised at a random timestep by the pipeline's scheduler,
+    and the UNet predicts the noise (``epsilon``) or the velocity (``v_prediction``), as the
+    scheduler's ``prediction_type`` says, conditioned on the text encoder's hidden states.
+    """
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, scheduler: Any) -> None:
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.noise_scheduler = scheduler  # not a module: diffusers schedulers are plain config objects
+        prediction = scheduler.config.get("prediction_type", "epsilon")
+        if prediction not in ("epsilon", "v_prediction"):
+            raise ConfigError(f"scheduler prediction_type '{prediction}': text-to-image training supports epsilon and v_prediction")
+        self.prediction_type = prediction
+
+    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        trains = any(p.requires_grad for p in self.text_encoder.parameters())
+        with torch.set_grad_enabled(trains and torch.is_grad_enabled()):
+            return self.text_encoder(input_ids)[0]
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            latents = self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.sample()
+            latents = latents * self.vae.config.scaling_factor
+        noise = torch.randn_like(latents)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), device=latents.device).long()
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        hidden = self.encode_text(input_ids)
+        prediction = self.unet(noisy, timesteps, hidden, return_dict=False)[0]
+        return {"loss": F.mse_loss(prediction.float(), target.float())}
+
+
+def resolve_pipeline_folder(name: str) -> Path:
+    """A local diffusers pipeline folder (with ``model_index.json``), or a hub id downloaded to one."""
+    from ..loading import hub
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        folder = path
+    elif name.startswith("ms::"):
+        folder = hub.ms_snapshot(name[4:])
+    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1 and not name.startswith("hf::"):
+        raise ConfigError(f"--model: {name}: no such diffusers pipeline folder (expected a folder with model_index.json or a hub id)")
+    else:
+        folder = hub.hf_snapshot(name.removeprefix("hf::"))
+    if not (folder / "model_index.json").is_file():
+        raise ConfigError(f"--model: {folder} is not a diffusers pipeline folder (no model_index.json)")
+    return folder
+
+
+def load_pipeline(name: str, dtype: torch.dtype | None = None) -> Any:
+    """The diffusers pipeline of ``name`` (safetensors weights only; no safety checker is required)."""
+    try:
+        from diffusers import DiffusionPipeline
+    except ImportError as exc:
+        raise ConfigError("text-to-image needs diffusers: pip install 'swiftune[diffusion]'") from exc
+    folder = resolve_pipeline_folder(name)
+    kwargs: dict[str, Any] = {"use_safetensors": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ConfigError(f"--model: {folder}: cannot load it as a diffusers pipeline ({type(exc).__name__}: {exc})") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def denoiser_of(pipe: Any) -> DenoiserLoss:
+    """The training module of a Stable Diffusion 1.x / 2.x pipeline (a UNet on one CLIP text encoder)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = getattr(pipe, "unet", None)
+    if not isinstance(unet, UNet2DConditionModel) or getattr(pipe, "text_encoder_2", None) is not None:
+        kind = type(pipe).__name__
+        raise ConfigError(f"--model: {kind}: text-to-image training supports Stable Diffusion 1.x / 2.x pipelines "
+                          "(a UNet2DConditionModel conditioned on one text encoder); SDXL, SD3 and Flux are not yet trained here")
+    if unet.config.get("addition_embed_type"):
+        raise ConfigError(f"--model: its UNet needs added conditioning ({unet.config.addition_embed_type}); "
+                          "only Stable Diffusion 1.x / 2.x UNets are trained here")
+    return DenoiserLoss(pipe.unet, pipe.text_encoder, pipe.vae, pipe.scheduler)
+
+
+def scoped_targets(targets: Any, prefix: str) -> str:
+    """``target_modules`` names / suffixes (or a regex) limited to the submodule ``prefix``, as one regex."""
+    if isinstance(targets, str):
+        if targets == "all-linear":
+            return rf"{prefix}\..*"
+        return targets if targets.startswith(prefix) else rf"{prefix}\.(?:{targets})"
+    names = "|".join(re.escape(t) for t in targets)
+    return rf"{prefix}\.(?:.*\.)?(?:{names})"
+
+
+def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, config_fields: set[str]) -> dict[str, Any]:
+    """The tuner's fields for a denoiser: ``target_modules`` scoped to the UNet (and the text encoder
+    with ``train_text_encoder``), so the VAE never gets an adapter."""
+    args = dict(tuner_args)
+    if "target_modules" not in config_fields:
+        return args
+    unet = scoped_targets(args.get("target_modules") or list(UNET_TARGETS), "unet")
+    parts = [unet]
+    if train_text_encoder:
+        parts.append(scoped_targets(args.get("text_encoder_target_modules") or list(TEXT_ENCODER_TARGETS), "text_encoder"))
+    args.pop("text_encoder_target_modules", None)
+    args["target_modules"] = parts[0] if len(parts) == 1 else "|".join(f"(?:{p})" for p in parts)
+    return args

@@ -1,0 +1,89 @@
+"""Tiny random Stable Diffusion and image-classification checkpoints built from configs (no download),
+for tests, docs and the examples: a UNet with 8/16 block channels, a one-block VAE, a 2-layer CLIP
+text encoder with a byte-level BPE tokenizer written on the fly, and a DDPM scheduler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: Characters of the tiny CLIP tokenizer's vocabulary (lower-case words of the examples' captions).
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def tiny_clip_tokenizer(folder: str | Path):
+    """A ``CLIPTokenizer`` over single letters (plus their ``</w>`` word-end forms), saved in ``folder``."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + list(_LETTERS) + [c + "</w>" for c in _LETTERS]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def tiny_sd_pipeline(folder: str | Path, *, prediction_type: str = "epsilon", seed: int = 0):
+    """Save a tiny random ``StableDiffusionPipeline`` (16x16 images, 8x8 latents) to ``folder``; return it."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    tokenizer = tiny_clip_tokenizer(folder / "_tokenizer")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=4, sample_size=16,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    ))
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe
+
+
+def write_caption_images(folder: str | Path, n: int = 8, size: int = 16) -> Path:
+    """``n`` generated images with captions (a red or a blue square) and ``data.jsonl`` naming them."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        color, caption = ((220, 30, 30), "a red square") if i % 2 == 0 else ((30, 30, 220), "a blue square")
+        img = Image.new("RGB", (size, size), (240, 240, 240))
+        img.paste(color, (size // 4 + i % 3 - 1, size // 4, 3 * size // 4 + i % 3 - 1, 3 * size // 4))
+        img.save(folder / "images" / f"{i}.png")
+        rows.append({"image": f"images/{i}.png", "text": caption})
+    path = folder / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_class_images(folder: str | Path, per_class: int = 6, size: int = 16) -> Path:
+    """An image folder of three classes (``top``, ``middle``, ``bottom``: where a bright band lies)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    for label, row in (("top", 0), ("middle", 1), ("bottom", 2)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = Image.new("RGB", (size, size), (20 + 10 * i, 20, 20))
+            band = size // 3
+            img.paste((250, 250, 250), (2, row * band, size - 2, row * band + band))
+            img.save(folder / label / f"{i}.png")
+    return folder

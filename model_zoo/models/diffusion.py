@@ -1,0 +1,54 @@
+"""Diffusion pipelines (text-to-image): Stable Diffusion 1.x / 2.x, SDXL, SD3 and Flux by hub id.
+
+They are diffusers pipeline folders (``model_index.json``), not transformers models: ``swiftune sft
+--task text-to-image`` loads them with diffusers. Training covers the UNet pipelines with one CLIP text
+encoder (SD 1.x / 2.x); SDXL, SD3 and Flux are listed so their names resolve and say so.
+"""
+
+from __future__ import annotations
+
+from swiftune.model_family import ArchitectureKeys, ModelFamily
+
+_NO_KEYS = ArchitectureKeys(embedding=None, layers=None, lm_head=None, attention=None, mlp=None)
+
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily(
+        name="stable-diffusion",
+        description="Stable Diffusion 1.x / 2.x (UNet + CLIP text encoder); LoRA on the UNet's attention, "
+                    "loadable with diffusers' pipe.load_lora_weights",
+        hf_ids=("stable-diffusion-v1-5/stable-diffusion-v1-5", "CompVis/stable-diffusion-v1-4",
+                "stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base"),
+        ms_ids=("AI-ModelScope/stable-diffusion-v1-5",),
+        architectures=("StableDiffusionPipeline",),
+        task="text-to-image",
+        keys=_NO_KEYS,
+        target_modules=("to_q", "to_k", "to_v", "to_out.0"),
+    ),
+    ModelFamily(
+        name="stable-diffusion-xl",
+        description="Stable Diffusion XL (UNet + two text encoders); listed, not yet trained by sft",
+        hf_ids=("stabilityai/stable-diffusion-xl-base-1.0",),
+        architectures=("StableDiffusionXLPipeline",),
+        task="text-to-image",
+        keys=_NO_KEYS,
+        target_modules=("to_q", "to_k", "to_v", "to_out.0"),
+    ),
+    ModelFamily(
+        name="stable-diffusion-3",
+        description="Stable Diffusion 3 / 3.5 (diffusion transformer, flow matching); listed, not yet trained by sft",
+        hf_ids=("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-medium"),
+        architectures=("StableDiffusion3Pipeline",),
+        task="text-to-image",
+        keys=_NO_KEYS,
+        target_modules=("to_q", "to_k", "to_v", "to_out.0"),
+    ),
+    ModelFamily(
+        name="flux",
+        description="FLUX.1 (diffusion transformer, flow matching); listed, not yet trained by sft",
+        hf_ids=("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
+        architectures=("FluxPipeline",),
+        task="text-to-image",
+        keys=_NO_KEYS,
+        target_modules=("to_q", "to_k", "to_v", "to_out.0"),
+    ),
+)
