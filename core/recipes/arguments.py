@@ -172,8 +172,14 @@ class InferArguments(GenerationArguments):
     batch_size: int = Field(8, ge=1, description="prompts generated together in batch mode")
     max_length: int = Field(2048, ge=8, description="prompt tokens kept (the history is cut from the front)")
     stream: bool = Field(True, description="print chat tokens as they are generated")
+    images: list[str] = Field(default_factory=list, description="vision-language models, chat: image files that go with the first message (where its <image> tags are, else in front)")
+    task: Literal["causal-lm", "text-to-image"] = Field("causal-lm", description="text-to-image: draw --prompt with a Stable Diffusion pipeline (--model) and its adapter into the image file --output")
+    prompt: str | None = Field(None, description="text-to-image: what to draw")
+    negative_prompt: str | None = Field(None, description="text-to-image: what to steer away from")
+    num_inference_steps: int = Field(30, ge=1, description="text-to-image: denoising steps")
+    guidance_scale: float = Field(7.5, ge=0, description="text-to-image: classifier-free guidance strength (1: off)")
 
-    @field_validator("adapter", mode="before")
+    @field_validator("adapter", "images", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)
@@ -187,14 +193,8 @@ class ExportArguments(CommandArguments):
     model: str | None = Field(None, description="base model (default: the one in the adapter's args.json)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the saved weights (auto: as loaded)")
     overwrite: bool = Field(False, description="replace an existing output folder")
-    images: list[str] = Field(default_factory=list, description="vision-language models, chat: image files that go with the first message (where its <image> tags are, else in front)")
-    task: Literal["causal-lm", "text-to-image"] = Field("causal-lm", description="text-to-image: draw --prompt with a Stable Diffusion pipeline (--model) and its adapter into the image file --output")
-    prompt: str | None = Field(None, description="text-to-image: what to draw")
-    negative_prompt: str | None = Field(None, description="text-to-image: what to steer away from")
-    num_inference_steps: int = Field(30, ge=1, description="text-to-image: denoising steps")
-    guidance_scale: float = Field(7.5, ge=0, description="text-to-image: classifier-free guidance strength (1: off)")
 
-    @field_validator("adapter", "images", mode="before")
+    @field_validator("adapter", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)

@@ -250,6 +250,8 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
 
     set_seed(args.seed)
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
+    processor = tokenizer if vision.is_image_text(tokenizer) else None  # a vision-language model: see vision.py
+    tokenizer = processor.tokenizer if processor else tokenizer
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = bridge.load_train_val(
         args.dataset, args.val_dataset, seed=args.seed, val_ratio=args.val_ratio, skip_bad_rows=args.skip_bad_rows
@@ -264,8 +266,6 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
         train, train_stats = bridge.tokenize_with_stats(train_rows, tokenizer, template, args.max_length,
                                                         args.truncation, args.packing)
         val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
-    processor = tokenizer if vision.is_image_text(tokenizer) else None  # a vision-language model: see vision.py
-    tokenizer = processor.tokenizer if processor else tokenizer
 
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
     lean = lean_training(vision.lean_arguments(args) if processor else args, swift, precision)

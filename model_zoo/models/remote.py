@@ -26,7 +26,8 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ),
     ModelFamily(
         name="qwen-vl",
-        description="Qwen-VL vision-language chat, remote code; LoRA on the language model only",
+        description="Qwen-VL (first generation) chat, needs remote code; text-only training here (images in rows are "
+                    "for qwen2-vl / qwen2.5-vl / llava); LoRA on the language model only",
         hf_ids=("Qwen/Qwen-VL", "Qwen/Qwen-VL-Chat"),
         ms_ids=("qwen/Qwen-VL", "qwen/Qwen-VL-Chat"),
         architectures=("QWenLMHeadModel",),

@@ -4,6 +4,7 @@
 def register_all(register):
     """Register every built-in ``ChatTemplate``."""
     from .builtin import TEMPLATES
+    from .vision import TEMPLATES as VISION
 
-    for template in TEMPLATES:
+    for template in (*TEMPLATES, *VISION):
         register(template)
