@@ -255,3 +255,12 @@ def test_reward_plugin_by_entry_point_in_grpo(site, tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = json.loads((out / "logging.jsonl").read_text().splitlines()[0])
     assert 0.0 <= first["rewards/brevity/mean"] <= 1.0
+
+
+def test_position_wise_methods_refuse_prompt_tuners(tiny, data, tmp_path):
+    with pytest.raises(swiftune.ConfigError, match="orpo's trainer compares logits .* virtual tokens"):
+        swiftune.rlhf(model=str(tiny), dataset=[str(data)], rlhf_type="orpo", tuner="prompt",
+                      output_dir=str(tmp_path / "o"), **FAST)
+    with pytest.raises(swiftune.ConfigError, match="--ref_model: orpo takes no reference model"):
+        swiftune.rlhf(model=str(tiny), dataset=[str(data)], rlhf_type="orpo", ref_model=str(tiny),
+                      output_dir=str(tmp_path / "p"), **FAST)

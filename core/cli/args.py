@@ -431,7 +431,7 @@ def _tuner_config(model: type[BaseModel], sources: Sequence[tuple[Mapping[str, A
             merged = {k: v for k, v in merged.items() if k not in aliases.TUNER_KEYS}
         merged.update(values)
         origin_of.update({k: origin for k in values})
-    name, key = aliases.choose_tuner(merged, model.model_fields["tuner"].default)
+    name, key = aliases.choose_tuner(merged, model.model_fields["tuner"].get_default(call_default_factory=True))
     try:
         return registries.tuners.get(name).config_class, name if key else None
     except ConfigError:
@@ -497,8 +497,8 @@ def from_python(schema: type[BaseModel], config: Any = None, /, **kwargs: Any) -
     Keywords override the config's values (like flags override a file); errors name the keyword.
     ms-swift's names work as keywords too (``train_type="lora"``, ``lora_rank=8``).
     """
-    if isinstance(config, schema):
-        data, source = config.model_dump(), PYTHON
+    if isinstance(config, schema):  # the fields it was given, so defaults that depend on others still apply
+        data, source = config.model_dump(exclude_unset=True), PYTHON
     elif isinstance(config, (str, Path)):
         data, source = read_yaml(config), str(config)
     elif isinstance(config, Mapping):

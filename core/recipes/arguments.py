@@ -13,9 +13,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-#: The embedded default model and the demo data set: ``swiftune sft`` with no arguments uses them.
-DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_DATASET = "swiftune-demo"
+# ``swiftune sft`` with no arguments trains the default tuner on the default model and dataset: the
+# registrations their plugins mark ``default_of_kind`` (``swiftune.plugin_defaults``), read when an
+# arguments object is built, not at import (the module names no plugin and loads none).
+_LAZY_DEFAULTS = {"DEFAULT_MODEL": "default_model", "DEFAULT_DATASET": "default_dataset", "DEFAULT_TUNER": "default_tuner"}
+
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_MODEL`` / ``DEFAULT_DATASET`` / ``DEFAULT_TUNER``: the installed plugins' defaults."""
+    if name not in _LAZY_DEFAULTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .. import plugin_defaults
+
+    return getattr(plugin_defaults, _LAZY_DEFAULTS[name])()
+
+
+def _default(what: str) -> Any:
+    return lambda: __getattr__(what)
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -45,9 +59,9 @@ class SftArguments(CommandArguments):
     """``swiftune sft``: supervised fine-tuning of a model with one tuner on the Trainer."""
 
     # -- model and data -------------------------------------------------------------------------
-    model: str = Field(DEFAULT_MODEL, description="local folder, Hugging Face id, ms::ModelScope id, .gguf file or registered model name")
+    model: str = Field(default_factory=_default("DEFAULT_MODEL"), description="local folder, Hugging Face id, ms::ModelScope id, .gguf file or registered model name")
     template: str | None = Field(None, description="chat template name (default: the model family's)")
-    dataset: list[str] = Field(default_factory=lambda: [DEFAULT_DATASET], description="name_or_path[:split][#N]; repeatable")
+    dataset: list[str] = Field(default_factory=lambda: [__getattr__("DEFAULT_DATASET")], description="name_or_path[:split][#N]; repeatable")
     val_dataset: list[str] = Field(default_factory=list, description="evaluation data (default: a val_ratio split of --dataset)")
     val_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="fraction of the training rows held out for eval loss")
     skip_bad_rows: bool = Field(False, description="drop rows that do not convert instead of failing")
@@ -64,7 +78,7 @@ class SftArguments(CommandArguments):
     cast_frozen_weights: bool = Field(True, description="under bf16/fp16 autocast, store frozen Linear weights in that dtype (the same results without a cast per step; half their memory)")
 
     # -- tuner ----------------------------------------------------------------------------------
-    tuner: str = Field("lora", description="registered tuner name (swiftune list tuners)")
+    tuner: str = Field(default_factory=_default("DEFAULT_TUNER"), description="registered tuner name (swiftune list tuners)")
     tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
     lorap_lr_ratio: float | None = Field(None, gt=0, description="LoRA+: the LoRA B matrices (and DoRA magnitudes) train at learning_rate times this (e.g. 16); embedding LoRA at 1e-6, as PEFT")
     adapter_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="dtype of the weights the tuner adds (auto: float32 on a bf16/fp16 model, so small updates are not rounded away; else the model's dtype)")

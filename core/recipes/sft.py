@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError
+from . import sft_defaults
 from .arguments import SftArguments
 from .compat import activation_checkpointing
 from .run_folder import check_resume, completed_step, final_from_checkpoint, refuse_previous_run
@@ -122,7 +123,7 @@ def training_kwargs(args: SftArguments, output_dir: Path, precision: str, has_ev
         per_device_train_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size or args.per_device_train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate,
+        learning_rate=sft_defaults.learning_rate(args),
         lr_scheduler_type=args.lr_scheduler_type,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
@@ -288,7 +289,7 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     if trainer.args.should_save:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
-                    "resolved_precision": precision}
+                    "resolved_precision": precision, "learning_rate": sft_defaults.learning_rate(args)}
         trainer.run_args = write_args_json(args, output_dir, resolved)  # also into each checkpoint and final/
         print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir, train_stats),
               flush=True)
