@@ -9,8 +9,10 @@ was: it is the last good one. The Trainer's ``logging_nan_inf_filter`` must be o
 loss to show a NaN (sft turns it off).
 
 Under fp16 the gradient scaler skips steps whose gradients overflow (the weights stay finite), so
-there a non-finite gradient norm alone is not an error. Under DeepSpeed ZeRO-3 each rank checks
-the parameter shards it holds; the verdict is shared by all ranks.
+there a non-finite gradient norm alone is not an error. In a distributed run each rank checks the
+tensors it holds (an FSDP2 DTensor's local shard) and the verdict is shared by all ranks (tested on
+one process only). Under DeepSpeed ZeRO-3 the module's parameters are empty placeholders, so there
+only the logged loss and gradient norm are checked.
 """
 
 from __future__ import annotations
