@@ -128,7 +128,13 @@ def parse_config(cfg: Any, source: str | None = None) -> TunerConfig:
     if isinstance(cfg, TunerConfig):
         return cfg
     if type(cfg).__module__.startswith("peft.") and hasattr(cfg, "peft_type"):
-        cfg = {"tuner": "peft", "peft_config": cfg.to_dict()}
+        # PEFT's own object runs on the tuner that loads unclaimed PEFT files, through its file format.
+        from .plugin_defaults import peft_fallback_tuner
+
+        try:
+            return registries.tuners.get(peft_fallback_tuner()).config_class.from_disk_dict(cfg.to_dict())
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
     where = f"{source}: " if source else ""
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{where}a tuner config must be a TunerConfig or a mapping, got {type(cfg).__name__}")

@@ -114,6 +114,8 @@ class DatasetEntry:
     path: str | None = None
     package: str | None = None
     tags: tuple[str, ...] = ()
+    #: ``sft`` trains on this dataset when none is named (``swiftune.plugin_defaults.default_dataset``).
+    default_of_kind: bool = False
 
     def __post_init__(self) -> None:
         if self.path is None and not (self.hf_id or self.ms_id):

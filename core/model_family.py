@@ -76,6 +76,8 @@ class PackagedModel:
     file: str
     pip: str
     description: str = ""
+    #: The model loaded when none is named (``swiftune.plugin_defaults.default_model``).
+    default_of_kind: bool = False
 
 
 @dataclass(frozen=True)

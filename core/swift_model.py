@@ -20,6 +20,7 @@ from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
 from .peft_claims import tuner_for_peft_config
+from .plugin_defaults import peft_fallback_tuner
 from .rollback import rollback_on_error
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
 from .tuner import Tuner
@@ -371,7 +372,7 @@ def config_from_disk(data: Mapping[str, Any], source: str | None = None) -> Tune
         if data.get("peft_type") is None:
             raise ConfigError(f"{source}: adapter config has neither 'tuner' nor 'peft_type'")
         # Claims by peft_type (and fields): see swiftune.peft_claims for who wins.
-        tuner_name = tuner_for_peft_config(data, source) or "peft"
+        tuner_name = tuner_for_peft_config(data, source) or peft_fallback_tuner()
     cls: type[Tuner] = registries.tuners.get(str(tuner_name))
     try:
         return cls.config_class.from_disk_dict(data)

@@ -48,6 +48,11 @@ class ChatTemplate:
     merge_system: str = "{system}\n\n{user}"
     #: Strings that end an answer at inference (besides the tokenizer's eos).
     stop: tuple[str, ...] = field(default=())
+    #: Special tokens that identify this format in a tokenizer without a Jinja template (all must
+    #: be in its vocabulary); ``swiftune.plugin_defaults.template_for_vocab`` reads them.
+    markers: tuple[str, ...] = field(default=())
+    #: The template of a tokenizer with neither a Jinja template nor any template's markers.
+    default_of_kind: bool = False
 
     def __post_init__(self) -> None:
         for part in ("user", "assistant", "system", "tool"):

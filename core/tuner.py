@@ -96,6 +96,12 @@ class Tuner:
     #: the autocast dtype (``swiftune.cast_frozen_linears``) and get the same outputs and gradients.
     calls_frozen_linears_only: ClassVar[bool] = False
 
+    # -- roles among the installed tuners (read by ``swiftune.plugin_defaults``, not capabilities) --
+    #: The tuner ``swiftune sft`` uses when none is named.
+    default_of_kind: ClassVar[bool] = False
+    #: Loads PEFT configs that no tuner claims by ``peft_type`` (and ``peft.PeftConfig`` objects).
+    peft_fallback: ClassVar[bool] = False
+
     def __init__(self, adapter_name: str, config: TunerConfig) -> None:
         if not isinstance(config, self.config_class):
             raise TypeError(f"{self.name}: expected {self.config_class.__name__}, got {type(config).__name__}")

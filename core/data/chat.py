@@ -23,14 +23,6 @@ AUTO = "auto"
 #: ``template="tokenizer"``: insist on the tokenizer's own Jinja template.
 TOKENIZER = "tokenizer"
 
-#: Special tokens that identify a fallback template when the tokenizer has no Jinja template.
-_MARKERS = (
-    ("chatml", ("<|im_start|>", "<|im_end|>")),
-    ("llama3", ("<|start_header_id|>", "<|eot_id|>")),
-    ("gemma", ("<start_of_turn>", "<end_of_turn>")),
-    ("phi3", ("<|assistant|>", "<|end|>")),
-)
-FALLBACK = "alpaca"
 
 
 class Renderer(Protocol):
@@ -105,18 +97,19 @@ class JinjaRenderer:
 
 
 def default_template_name(tokenizer: Any) -> str:
-    """The fallback for a tokenizer without a Jinja template, recognised from its special tokens."""
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    for name, markers in _MARKERS:
-        if all(m in vocab for m in markers):
-            return name
-    return FALLBACK
+    """The fallback for a tokenizer without a Jinja template: the registered template whose
+    ``markers`` (special tokens) it has, else the one marked ``default_of_kind``."""
+    from ..plugin_defaults import fallback_template, template_for_vocab
+
+    if tokenizer is None:
+        return fallback_template()
+    return template_for_vocab(tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {})
 
 
 def get_renderer(tokenizer: Any, template: str | ChatTemplate | Renderer | None = None) -> Renderer:
     """The renderer for ``template``: a ``ChatTemplate``, a registered name, ``"tokenizer"``, a
     renderer (returned as is), or None / ``"auto"`` (the tokenizer's Jinja template when it has one,
-    else a fallback chosen from its special tokens: chatml, llama3, gemma, phi3, or plain alpaca)."""
+    else the template whose special tokens it has, or the default template: see ``default_template_name``)."""
     if isinstance(template, (TemplateRenderer, JinjaRenderer)):
         return template
     if isinstance(template, ChatTemplate):
@@ -124,7 +117,7 @@ def get_renderer(tokenizer: Any, template: str | ChatTemplate | Renderer | None 
     if template in (None, AUTO):
         if tokenizer is not None and getattr(tokenizer, "chat_template", None):
             return JinjaRenderer(tokenizer)
-        template = default_template_name(tokenizer) if tokenizer is not None else FALLBACK
+        template = default_template_name(tokenizer)
     if template == TOKENIZER:
         return JinjaRenderer(tokenizer)
     from .. import registries

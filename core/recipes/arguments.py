@@ -31,6 +31,7 @@ def __getattr__(name: str) -> Any:
 def _default(what: str) -> Any:
     return lambda: __getattr__(what)
 
+
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 

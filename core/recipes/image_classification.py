@@ -88,7 +88,7 @@ def build_image_classification(args: SftArguments, precision: str) -> TaskSetup:
     if "target_modules" in fields and "target_modules" not in tuner_args:
         tuner_args["target_modules"] = family.default_target_modules
     head_module = family.keys.lm_head or "classifier"
-    if "modules_to_save" in fields and "modules_to_save" not in tuner_args and args.tuner != "full":
+    if "modules_to_save" in fields and "modules_to_save" not in tuner_args:  # tuners that train the whole model have no such field
         tuner_args["modules_to_save"] = [head_module]
     tuner_config = parse_config({**tuner_args, "tuner": args.tuner})
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)

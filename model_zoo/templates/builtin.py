@@ -9,7 +9,9 @@ from __future__ import annotations
 from swiftune.template import ChatTemplate
 
 
-def _chatml(name: str, description: str, default_system: str | None = None) -> ChatTemplate:
+def _chatml(
+    name: str, description: str, default_system: str | None = None, markers: tuple[str, ...] = ()
+) -> ChatTemplate:
     return ChatTemplate(
         name=name,
         description=description,
@@ -19,6 +21,7 @@ def _chatml(name: str, description: str, default_system: str | None = None) -> C
         tool="<|im_start|>tool\n{content}<|im_end|>\n",
         default_system=default_system,
         stop=("<|im_end|>",),
+        markers=markers,
     )
 
 
@@ -27,7 +30,8 @@ def _llama3_turn(role: str) -> str:
 
 
 TEMPLATES: tuple[ChatTemplate, ...] = (
-    _chatml("chatml", "ChatML <|im_start|>role ... <|im_end|> (SmolLM2, Qwen, many instruct models)"),
+    _chatml("chatml", "ChatML <|im_start|>role ... <|im_end|> (SmolLM2, Qwen, many instruct models)",
+            markers=("<|im_start|>", "<|im_end|>")),
     _chatml("qwen", "ChatML with Qwen's default system prompt", "You are a helpful assistant."),
     _chatml("qwen2_5", "ChatML with Qwen2.5's default system prompt (ms-swift's name)",
             "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
@@ -40,6 +44,7 @@ TEMPLATES: tuple[ChatTemplate, ...] = (
         assistant=_llama3_turn("assistant"),
         tool=_llama3_turn("ipython"),
         stop=("<|eot_id|>",),
+        markers=("<|start_header_id|>", "<|eot_id|>"),
     ),
     ChatTemplate(
         name="llama2",
@@ -62,6 +67,7 @@ TEMPLATES: tuple[ChatTemplate, ...] = (
         user="<start_of_turn>user\n{content}<end_of_turn>\n",
         assistant="<start_of_turn>model\n{content}<end_of_turn>\n",
         stop=("<end_of_turn>",),
+        markers=("<start_of_turn>", "<end_of_turn>"),
     ),
     ChatTemplate(
         name="phi3",
@@ -70,6 +76,7 @@ TEMPLATES: tuple[ChatTemplate, ...] = (
         user="<|user|>\n{content}<|end|>\n",
         assistant="<|assistant|>\n{content}<|end|>\n",
         stop=("<|end|>",),
+        markers=("<|assistant|>", "<|end|>"),
     ),
     ChatTemplate(
         name="baichuan",
@@ -89,6 +96,7 @@ TEMPLATES: tuple[ChatTemplate, ...] = (
     ),
     ChatTemplate(
         name="alpaca",
+        default_of_kind=True,  # base models whose tokenizer has no template and no known markers
         description="plain Alpaca ### Instruction: / ### Response: (base models without special tokens)",
         prefix="{bos}",
         system="{content}\n\n",

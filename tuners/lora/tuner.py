@@ -19,6 +19,7 @@ from .config import LoraConfig
 
 class Lora(Tuner):
     name = "lora"
+    default_of_kind = True  # swiftune sft's tuner when none is named
     calls_frozen_linears_only = True
     description = "low-rank update on Linear / Embedding / GPT-2 Conv1D / Conv2d; mergeable"
     config_class = LoraConfig

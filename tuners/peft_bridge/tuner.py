@@ -53,6 +53,7 @@ class PeftBridge(Tuner):
     name = "peft"
     description = "any PEFT method PEFT injects into layers (IA3, LoHa, LoKr, AdaLoRA, LoRA, OFT, ...), run by PEFT"
     config_class = PeftBridgeConfig
+    peft_fallback = True  # PEFT files no tuner claims by peft_type, and peft.PeftConfig objects
     #: Class default; each instance narrows it to what its injected PEFT layers can merge.
     mergeable = True
     identity_at_init = True
