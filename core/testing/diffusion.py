@@ -48,7 +48,7 @@ def tiny_sd_pipeline(folder: str | Path, *, prediction_type: str = "epsilon", se
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
         max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
     ))
-    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type, clip_sample=False, steps_offset=1)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
