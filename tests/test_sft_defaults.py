@@ -1,0 +1,23 @@
+"""sft's tuner-dependent defaults: the learning rate follows the tuner's typical rate unless given."""
+
+from __future__ import annotations
+
+import pytest
+
+from swiftune.cli.args import from_python, parse_command
+from swiftune.recipes import sft_defaults
+from swiftune.recipes.arguments import SftArguments
+
+
+@pytest.mark.parametrize("tuner, expected", [("lora", 1e-3), ("adapter", 1e-3), ("prefix", 1e-2), ("prompt", 3e-2)])
+def test_learning_rate_follows_the_tuner(tuner: str, expected: float) -> None:
+    assert sft_defaults.learning_rate(from_python(SftArguments, tuner=tuner)) == pytest.approx(expected)
+    # The command line's arguments go through from_python again (swiftune.sft(args)): still a default.
+    parsed = parse_command(SftArguments, ["--tuner", tuner], prog="swiftune sft")
+    assert sft_defaults.learning_rate(from_python(SftArguments, parsed)) == pytest.approx(expected)
+
+
+def test_a_given_learning_rate_wins() -> None:
+    args = parse_command(SftArguments, ["--tuner", "prompt", "--learning_rate", "1e-3"], prog="swiftune sft")
+    assert sft_defaults.learning_rate(from_python(SftArguments, args)) == pytest.approx(1e-3)
+    assert sft_defaults.learning_rate(from_python(SftArguments, tuner="prefix", learning_rate=5e-4)) == pytest.approx(5e-4)
