@@ -65,6 +65,19 @@ def test_batched_equals_per_row(monkeypatch, template, truncation) -> None:
         assert stats.truncated > 0
 
 
+def test_worker_processes_give_the_same_rows(monkeypatch) -> None:
+    """``datasets.map`` over 2 processes (forced on small data) gives the one-process rows and counts."""
+    monkeypatch.setattr(tokenization, "BATCH_SIZE", 9)
+    tokenizer = tiny_tokenizer("chatml")
+    examples = conversations(40, seed=3)
+    one, two = TokenizeStats(), TokenizeStats()
+    serial = tokenize(examples, tokenizer, None, max_length=40, stats=one, num_proc=1)
+    parallel = tokenize(examples, tokenizer, None, max_length=40, stats=two, num_proc=2)
+    assert parallel["input_ids"] == serial["input_ids"] and parallel["labels"] == serial["labels"]
+    assert one == two and one.truncated > 0
+    assert tokenization.processes_for(10) == 1
+
+
 def test_batched_text_rows_equal_per_row(monkeypatch) -> None:
     monkeypatch.setattr(tokenization, "BATCH_SIZE", 5)
     tokenizer = tiny_tokenizer()

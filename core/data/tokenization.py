@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -25,6 +26,8 @@ log = logging.getLogger("swiftune.data")
 
 #: Examples rendered and handed to the tokenizer per call (a fast tokenizer encodes them in parallel).
 BATCH_SIZE = 1000
+#: Chats per worker process of ``datasets.map`` (fewer rows: no workers; see ``processes_for``).
+ROWS_PER_PROCESS = 5000
 
 
 @dataclass
@@ -113,20 +116,48 @@ def _encode_chats(tokenizer: Any, rendered: list[Any], first: int) -> list[tuple
     return out
 
 
-def _chat_rows(examples, tokenizer, template, max_length, truncation, stats):
+def processes_for(rows: int) -> int:
+    """Worker processes for rendering and encoding ``rows`` chats: one per ``ROWS_PER_PROCESS``
+    rows, at most half the CPU cores (the fast tokenizer runs threads of its own); 1 (no workers)
+    for small data or a 2-core machine, where starting workers cost more than they saved when measured."""
+    return max(1, min((os.cpu_count() or 1) // 2, rows // ROWS_PER_PROCESS))
+
+
+def _encoded_chats(examples, tokenizer, renderer, num_proc: int):
+    """(ids, labels) of every example, untruncated and in order: rendered and encoded in batches,
+    by ``datasets.map`` over ``num_proc`` processes when that is more than one."""
+    if num_proc <= 1:
+        for first in range(0, len(examples), BATCH_SIZE):
+            chunk = examples[first : first + BATCH_SIZE]
+            yield from _encode_chats(tokenizer, [_render(renderer, e, first + k) for k, e in enumerate(chunk)], first)
+        return
+    import datasets
+
+    def encode(batch: dict[str, list[int]]) -> dict[str, list[list[int]]]:
+        indices = batch["index"]
+        rendered = [_render(renderer, examples[i], i) for i in indices]
+        encoded = _encode_chats(tokenizer, rendered, indices[0])
+        return {"input_ids": [ids for ids, _ in encoded], "labels": [labels for _, labels in encoded]}
+
+    # The examples reach the workers inside ``encode`` (exactly as they are); only indices go through Arrow.
+    done = datasets.Dataset.from_dict({"index": list(range(len(examples)))}).map(
+        encode, batched=True, batch_size=BATCH_SIZE, num_proc=num_proc, remove_columns=["index"],
+        keep_in_memory=True, new_fingerprint=f"swiftune-tokenize-{os.getpid()}-{id(examples)}",
+        desc=f"tokenizing {len(examples)} chats")
+    yield from zip(done["input_ids"], done["labels"])
+
+
+def _chat_rows(examples, tokenizer, template, max_length, truncation, stats, num_proc: int = 1):
     renderer = get_renderer(tokenizer, template)
     stats.template = renderer.name
-    for first in range(0, len(examples), BATCH_SIZE):
-        chunk = examples[first : first + BATCH_SIZE]
-        rendered = [_render(renderer, example, first + k) for k, example in enumerate(chunk)]
-        for ids, labels in _encode_chats(tokenizer, rendered, first):
-            cut = _fit(ids, labels, max_length, truncation, stats)
-            if cut is None:
-                continue
-            if all(x == IGNORE_INDEX for x in cut[1]):
-                stats.dropped_no_target += 1
-                continue
-            yield cut
+    for ids, labels in _encoded_chats(examples, tokenizer, renderer, num_proc):
+        cut = _fit(ids, labels, max_length, truncation, stats)
+        if cut is None:
+            continue
+        if all(x == IGNORE_INDEX for x in cut[1]):
+            stats.dropped_no_target += 1
+            continue
+        yield cut
 
 
 def _text_rows(examples, tokenizer, max_length, truncation, packing, stats):
@@ -200,6 +231,7 @@ def tokenize_with_stats(
     packing: bool = False,
     label2id: dict[str, int] | None = None,
     cache: bool = False,
+    num_proc: int | None = None,
 ) -> tuple[Any, TokenizeStats]:
     """``tokenize`` that also returns its ``TokenizeStats``."""
 
@@ -227,13 +259,14 @@ def tokenize_with_stats(
         if hit is not None:
             log.info("tokenized dataset from the cache: %s", token_cache.cache_folder(key))
             return hit[0], TokenizeStats(**hit[1])
-    dataset, stats = _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id)
+    num_proc = processes_for(len(examples)) if num_proc is None else num_proc
+    dataset, stats = _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id, num_proc)
     if key:
         token_cache.store(key, dataset, dataclasses.asdict(stats))
     return dataset, stats
 
 
-def _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id):
+def _tokenize(examples, tokenizer, template, max_length, truncation, kind, packing, label2id, num_proc=1):
     import datasets
 
     stats = TokenizeStats(kind=kind, examples=len(examples))
@@ -243,7 +276,7 @@ def _tokenize(examples, tokenizer, template, max_length, truncation, kind, packi
         stats.kept = len(columns["input_ids"])
     else:
         if stats.kind == "messages":
-            rows = list(_chat_rows(examples, tokenizer, template, max_length, truncation, stats))
+            rows = list(_chat_rows(examples, tokenizer, template, max_length, truncation, stats, num_proc))
         else:
             rows = list(_text_rows(examples, tokenizer, max_length, truncation, packing, stats))
         stats.kept = len(rows)
@@ -276,6 +309,7 @@ def tokenize(
     label2id: dict[str, int] | None = None,
     stats: TokenizeStats | None = None,
     cache: bool = False,
+    num_proc: int | None = None,
 ) -> Any:
     """Tokenize canonical examples into a ``datasets.Dataset`` with input_ids / labels / attention_mask.
 
@@ -284,10 +318,12 @@ def tokenize(
     ``max_length``. ``packing`` concatenates examples into ``max_length`` blocks. Pass a
     ``TokenizeStats`` as ``stats`` to read the counts (also logged at INFO). ``cache``: reuse (or
     write) the result under ``$SWIFTUNE_CACHE/tokenized/``, keyed by everything that changes the
-    tokens (see ``swiftune.data.token_cache``).
+    tokens (see ``swiftune.data.token_cache``). ``num_proc``: worker processes that render and
+    encode chats (``datasets.map``); None: one per 5000 chats, at most one per CPU core.
     """
     dataset, result = tokenize_with_stats(
-        examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id, cache=cache
+        examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id, cache=cache,
+        num_proc=num_proc,
     )
     if stats is not None:
         stats.__dict__.update(result.__dict__)
