@@ -69,7 +69,7 @@ demo: setup
 dpo-demo: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) examples/dpo_demo.py
 
-# swiftune vs PEFT, every measurement of issue 7 at its shapes (long on 2 shared cores: see the Command line
+# swiftune vs PEFT, every measurement of the benchmark suite at its default shapes (long on 2 shared cores: see the Command line
 # in docs/benchmarks.md for the reduced shapes it was last written with); BENCH_ARGS=--quick: a smoke run.
 bench: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m bench --write docs/benchmarks.md $(BENCH_ARGS)

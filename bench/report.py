@@ -23,7 +23,7 @@ class Chart:
 
 @dataclass
 class Target:
-    """One target of issue 7 and the figure measured for it (``met`` None: not measured)."""
+    """One performance target (speed or memory against PEFT) and the figure measured for it (``met`` None: not measured)."""
 
     what: str
     figure: str
@@ -181,7 +181,7 @@ ABOUT = [
     "",
     "Rerun: `make bench` (all measurements), `make bench BENCH_ARGS=--quick` (a smoke run on a tiny model), "
     "`.venv/bin/python -m bench --only step --rounds 5 --write /tmp/b.md` (one measurement). "
-    "`--seq/--batch/--long-seq/--long-batch/--e2e-steps` change the shapes; the defaults are issue 7's.",
+    "`--seq/--batch/--long-seq/--long-batch/--e2e-steps` change the shapes; the defaults are the shapes the targets are set at.",
     "",
 ]
 
@@ -203,7 +203,7 @@ def render(sections: list[Section], command: str, settings_text: str, chart_dir:
         "given for the minimum and the median over rounds, and \"paired\" is the median of per-round ratios.",
         "",
         *ABOUT,
-        "## Targets (issue 7)",
+        "## Targets against PEFT",
         "",
     ]
     rows = []

@@ -1,4 +1,4 @@
-"""The runner: every measurement of issue 7 in order, then the report (``python -m bench``).
+"""The runner: every measurement of the suite in order, then the report (``python -m bench``).
 
     python -m bench --write docs/benchmarks.md          # the full suite (make bench)
     python -m bench --quick --write /tmp/bench.md       # small shapes, few rounds (tests/test_bench.py)
@@ -20,13 +20,13 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-#: Measurement modules, in the order of issue 7; each has ``TITLE`` and ``run(settings, ctx) -> Section``.
+#: Measurement modules, in the order of the page; each has ``TITLE`` and ``run(settings, ctx) -> Section``.
 MEASUREMENTS = ["step", "forward", "generate", "memory", "qlora", "restuning", "sft_e2e", "efficiency", "startup",
                 "dpo"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description="swiftune vs PEFT benchmarks (issue 7)")
+    p = argparse.ArgumentParser(prog="python -m bench", description="swiftune vs PEFT benchmarks")
     p.add_argument("--device", help="run the GPU suite (bench/gpu.py) on this device: cuda, cuda:1, or cpu "
                    "(with --quick: a check of its code); without it, the CPU suite")
     p.add_argument("--quick", action="store_true", help="tiny model, 2 rounds: checks the code, not the speed")

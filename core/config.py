@@ -1,6 +1,6 @@
 """``TunerConfig``: the pydantic model every tuner's configuration derives from.
 
-One model serves Python, JSON/YAML files and (later) CLI flags. Validation errors are turned into
+One model serves Python, JSON/YAML files and CLI flags (``Field(description=...)`` is the flag's help). Validation errors are turned into
 ``ConfigError`` messages that name the tuner and the field.
 """
 

@@ -182,7 +182,8 @@ class SwiftModel(nn.Module):
 
     @contextlib.contextmanager
     def disable_adapters(self) -> Iterator[None]:
-        """Run the plain base model inside the block (merged adapters are unmerged for it)."""
+        """Run the plain base model inside the block. Merged adapters are part of the base weights,
+        so this raises ``NotMergeableError`` while any is merged: unmerge them first."""
         if self._merged:
             raise NotMergeableError(f"adapters {self._merged} are merged; unmerge them before disabling")
         previous = self._disabled

@@ -74,7 +74,8 @@ class Tuner:
     identity_at_init: ClassVar[bool] = True
     #: The adapter changes the input sequence (virtual tokens, prefixes).
     prompt_learning: ClassVar[bool] = False
-    #: Training updates existing base parameters (BitFit, full fine-tuning).
+    #: Training updates existing base parameters (full fine-tuning; LoRA with ``bias`` other than
+    #: "none"). ``part`` / ``bitfit`` do not: they train per-adapter deltas beside the frozen base.
     trains_base_parameters: ClassVar[bool] = False
     #: Needs a transformers ``PreTrainedModel`` (config, embeddings, cache), not any nn.Module.
     needs_transformers_model: ClassVar[bool] = False

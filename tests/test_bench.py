@@ -1,7 +1,7 @@
 """The benchmark suite (bench/, `make bench`) runs end to end in its quick mode and writes its page.
 
 Quick mode uses a tiny random model, so the numbers say nothing about speed; what is checked is that
-every measurement of issue 7 runs, fills its table and chart, and that the page is well-formed.
+every measurement of the suite runs, fills its table and chart, and that the page is well-formed.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     # Every tuner has a row in the memory table: a figure, or the reason it has none.
     for tuner in ["lora", "qlora", "adapter", "prefix", "prompt", "side", "restuning", "part", "bitfit", "full", "peft"]:
         assert re.search(rf"^\| {tuner} \| ", text, re.M), tuner
-    # The targets table lists the targets of issue 7 with a status each.
+    # The targets table lists every speed / memory target against PEFT with a status each.
     assert text.count("| met |") + text.count("| **missed** |") + text.count("| not measured |") >= 8
     # Charts are real PNG files, linked relative to the page.
     links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)

@@ -1,4 +1,4 @@
-"""Third-party plugins as a user meets them (issue 6).
+"""Third-party plugins as a user meets them: pip-installed, discovered, isolated when broken.
 
 The two example plugins (plugins/swiftune-ia3, plugins/swiftune-example-zoo) are pip-installed into
 the test venv by ``make setup``; the broken fixture plugins are pip-installed into a throwaway

@@ -22,7 +22,7 @@ from swiftune.model_family import ModelFamily
 from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model
 from tiny_lms import TINY
 
-#: The built-in tuners of issue 5 (qlora and peft are tested by their owners).
+#: The built-in tuners tested across model families here (qlora and peft have their own test files).
 TUNERS = ["lora", "adapter", "prefix", "prompt", "side", "restuning", "part", "bitfit", "full"]
 
 def decoder_families() -> list[ModelFamily]:
