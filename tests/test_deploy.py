@@ -191,7 +191,8 @@ def test_a_client_that_leaves_frees_its_row(server) -> None:
 
 
 def test_adapter_specs_and_backends() -> None:
-    from swiftune.recipes.deploy import adapter_specs, check_backend
+    from swiftune.recipes.adapter_choice import adapter_specs
+    from swiftune.recipes.deploy import check_backend
 
     assert adapter_specs(["a=x/y", "runs/chat/final"]) == [("a", "x/y"), ("chat", "runs/chat/final")]
     with pytest.raises(ConfigError, match="given twice"):

@@ -21,26 +21,6 @@ from .arguments import DeployArguments
 BACKENDS = ("transformers", "vllm")
 
 
-def adapter_specs(values: list[str]) -> list[tuple[str, str]]:
-    """``name=path`` pairs (a bare path is named after its folder); names must be distinct."""
-    pairs: list[tuple[str, str]] = []
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep:
-            path = value
-            folder = Path(value.rstrip("/"))
-            name = folder.parent.name if folder.name in ("final", "") else folder.name
-        name, path = name.strip(), path.strip()
-        if not name or not path:
-            raise ConfigError(f"--adapters: {value!r}: expected name=path")
-        pairs.append((name, path))
-    names = [n for n, _ in pairs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"--adapters: the name(s) {', '.join(dupes)} are given twice; use name=path to tell them apart")
-    return pairs
-
-
 def check_backend(backend: str) -> None:
     """transformers always; vllm where installed; any other engine: an error naming what is here."""
     installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
@@ -54,33 +34,24 @@ def check_backend(backend: str) -> None:
 
 def build_served(args: DeployArguments):
     """Load the model and adapters and wrap them in the engine (no server started)."""
-    import torch
-
     from ..serve.app import Served
     from ..serve.engine import Engine
+    from .adapter_choice import adapter_specs, load_named
     from .generation import Generator
-    from .infer import inference_dtype
-    from .rebuild import rebuild
 
     check_backend(args.infer_backend)
-    pairs = adapter_specs(args.adapters)
-    if not pairs and not args.model:
-        raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
     if args.infer_backend == "vllm":
-        return _served_by_vllm(args, pairs)
-    built = rebuild([path for _, path in pairs], model=args.model, template=args.template,
-                    dtype=inference_dtype(args.precision), trust_remote_code=args.allows_remote_code())
-    model = built.model
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    model.eval()
+        return _served_by_vllm(args, adapter_specs(args.adapters))
+    loaded = load_named(args.adapters, model=args.model, template=args.template, precision=args.precision,
+                        trust_remote_code=args.allows_remote_code())
+    built = loaded.built
     base_name = args.served_model_name or Path(built.base.rstrip("/")).name or built.base
-    if base_name in dict(pairs):
+    if base_name in loaded.names:
         raise ConfigError(f"--adapters: '{base_name}' is the base model's name; give the adapter another name")
-    routes: dict[str, str | None] = {base_name: None}
-    routes.update({public: internal for (public, _), internal in zip(pairs, built.adapters)})
-    limit = args.max_model_len or int(getattr(getattr(model, "config", None), "max_position_embeddings", 0) or 2048)
-    generator = Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=limit)
+    routes: dict[str, str | None] = {base_name: None, **loaded.names}
+    config = getattr(built.model, "config", None)
+    limit = args.max_model_len or int(getattr(config, "max_position_embeddings", 0) or 2048)
+    generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template, max_length=limit)
     engine = Engine(generator, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
     return Served(engine=engine, base_name=base_name, routes=routes, api_key=args.api_key, max_model_len=limit,
                   default_max_tokens=args.max_new_tokens, default_temperature=args.temperature,

@@ -34,8 +34,8 @@ def run_eval(args: EvalArguments) -> dict[str, Any]:
         return _run_lm_eval(args)
     if not args.eval_dataset:
         raise ConfigError("--eval_dataset: give at least one dataset (a registered name or a local file)")
-    generator, routes = _build(args)
-    results: dict[str, Any] = {"model": generator.model_name, "datasets": {}}
+    generator, base, routes = _build(args)
+    results: dict[str, Any] = {"model": base, "datasets": {}}
     samples: list[dict[str, Any]] = []
     for spec in args.eval_dataset:
         examples, kind = _load(spec, args)
@@ -43,8 +43,8 @@ def run_eval(args: EvalArguments) -> dict[str, Any]:
         for label, adapter in routes.items():
             from .adapter_choice import only_adapter
 
-            with only_adapter(generator.generator.model, adapter):
-                scores[label], rows = _score(kind, examples, generator.generator, args)
+            with only_adapter(generator.model, adapter):
+                scores[label], rows = _score(kind, examples, generator, args)
             samples += [{"dataset": spec, "model": label, **row} for row in rows]
         results["datasets"][spec] = {"kind": kind, "n": len(examples), "scores": scores}
     _write(results, samples, args)
@@ -52,32 +52,20 @@ def run_eval(args: EvalArguments) -> dict[str, Any]:
     return results
 
 
-class _Built:
-    def __init__(self, generator: Any, model_name: str) -> None:
-        self.generator, self.model_name = generator, model_name
-
-
-def _build(args: EvalArguments) -> tuple[_Built, dict[str, str | None]]:
-    import torch
-
-    from .deploy import adapter_specs
+def _build(args: EvalArguments) -> tuple[Any, str, dict[str, str | None]]:
+    """(generator, base model name, model label -> adapter name or None for the base)."""
+    from .adapter_choice import load_named
     from .generation import Generator
-    from .infer import inference_dtype
-    from .rebuild import rebuild
 
-    pairs = adapter_specs(args.adapters)
-    if not pairs and not args.model:
-        raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
-    built = rebuild([p for _, p in pairs], model=args.model, template=args.template, dtype=inference_dtype(args.precision),
-                    trust_remote_code=args.allows_remote_code())
-    model = built.model.to("cuda") if torch.cuda.is_available() else built.model
-    model.eval()
+    loaded = load_named(args.adapters, model=args.model, template=args.template, precision=args.precision,
+                        trust_remote_code=args.allows_remote_code())
     routes: dict[str, str | None] = {} if args.skip_base else {BASE: None}
-    routes.update({public: internal for (public, _), internal in zip(pairs, built.adapters)})
+    routes.update(loaded.names)
     if not routes:
         raise ConfigError("--skip_base: there is no adapter to evaluate either (give --adapters)")
-    generator = Generator(model=model, tokenizer=built.tokenizer, template=built.template, max_length=args.max_length)
-    return _Built(generator, built.base), routes
+    built = loaded.built
+    generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template, max_length=args.max_length)
+    return generator, built.base, routes
 
 
 def _load(spec: str, args: EvalArguments) -> tuple[list[dict], str]:
@@ -179,13 +167,13 @@ def _run_lm_eval(args: EvalArguments) -> dict[str, Any]:
         raise ConfigError("--eval_backend lm_eval: lm-evaluation-harness is not installed (pip install lm-eval)") from None
     if not args.tasks:
         raise ConfigError("--tasks: name the lm-evaluation-harness tasks to run (e.g. --tasks arc_easy hellaswag)")
-    generator, routes = _build(args)
+    generator, base, routes = _build(args)
     from .adapter_choice import only_adapter
 
-    results: dict[str, Any] = {"model": generator.model_name, "backend": "lm_eval", "tasks": {}}
+    results: dict[str, Any] = {"model": base, "backend": "lm_eval", "tasks": {}}
     for label, adapter in routes.items():
-        with only_adapter(generator.generator.model, adapter):
-            lm = HFLM(pretrained=generator.generator.model, tokenizer=generator.generator.tokenizer,
+        with only_adapter(generator.model, adapter):
+            lm = HFLM(pretrained=generator.model, tokenizer=generator.tokenizer,
                       batch_size=args.batch_size)
             out = lm_eval.simple_evaluate(model=lm, tasks=list(args.tasks), limit=args.eval_limit)
         results["tasks"][label] = out.get("results", {})
