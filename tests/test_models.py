@@ -14,6 +14,7 @@ from torch import nn
 import swiftune
 from swiftune import ModelFamily, Swift, registries
 from swiftune.loading import GENERIC, family_for
+from swiftune.loading.vision import VISION_LANGUAGE_TYPES
 from swiftune.model_family import ArchitectureKeys, normalize_task
 
 from tiny_lms import LLAMA_LIKE, TINY
@@ -33,7 +34,10 @@ AUTO = {
 
 
 def implemented() -> list[ModelFamily]:
-    return [f for _, f in registries.models.items() if f.transformers_implements()]
+    """Families transformers implements; vision-language ones (their tiny models need a vision tower and
+    images) have their own end-to-end tests in test_vision_language.py."""
+    return [f for _, f in registries.models.items()
+            if f.transformers_implements() and f.model_types[0] not in VISION_LANGUAGE_TYPES]
 
 
 def tiny_model(family: ModelFamily) -> nn.Module:
