@@ -160,3 +160,51 @@ def test_bad_image_rows_name_file_line_and_path(data, tmp_path):
     loaded = load_image_datasets([str(path)], "image_caption", skip_bad_rows=True)
     assert len(loaded.train) == 1 and len(loaded.skipped) == 2
     assert "rows.jsonl line 3: image 'broken.png'" in loaded.skipped[1] and "cannot decode" in loaded.skipped[1]
+
+
+#: Tuners besides LoRA that apply to a plain UNet: each trains only inside the UNet and reloads equal.
+OTHER_TUNERS = {
+    "dora": {"tuner": "lora", "use_dora": True, "r": 2},
+    "adapter": {"tuner": "adapter"},
+    "bitfit": {"tuner": "bitfit"},
+    "part": {"tuner": "part", "target_parameters": r"unet\..*to_q.*"},
+    "peft-loha": {"tuner": "peft", "peft_config": {"peft_type": "LOHA", "r": 2, "target_modules": ["to_q", "to_v"]}},
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_TUNERS))
+def test_other_tuners_on_the_unet(sd, data, name, tmp_path):
+    from swiftune import registries
+    from swiftune.config import parse_config
+    from swiftune.recipes.diffusion import prepare_denoiser
+    from swiftune.recipes.diffusion_model import diffusion_tuner_args
+
+    settings = dict(OTHER_TUNERS[name])
+    tuner = settings.pop("tuner")
+    fields = set(registries.tuners.get(tuner).config_class.model_fields)
+    config = parse_config({**diffusion_tuner_args(settings, False, fields), "tuner": tuner})
+    swift = prepare_denoiser(denoiser_of(load_pipeline(str(sd))), config,
+                             SftArguments(task="text-to-image", model=str(sd), dataset=[str(data)], tuner=tuner))
+    trained = [n for n, p in swift.model.named_parameters() if p.requires_grad]
+    assert trained and all(n.startswith("unet.") for n in trained)
+    batch = {k: v[:2] for k, v in caption_batch(sd, data).items()}
+    torch.manual_seed(0)
+    swift(**batch)["loss"].backward()
+    with torch.no_grad():
+        for p in swift.parameters():
+            if p.grad is not None:
+                p.add_(torch.randn_like(p) * 0.05)  # a step's worth of change, so the reload is checked on it
+    swift.save_pretrained(tmp_path / "adapter")
+    again = Swift.from_pretrained(denoiser_of(load_pipeline(str(sd))), tmp_path / "adapter")
+    assert fixed_loss(again, batch, seeds=[1]) == pytest.approx(fixed_loss(swift, batch, seeds=[1]), abs=1e-6)
+    assert fixed_loss(swift, batch, seeds=[1]) != pytest.approx(fixed_loss(denoiser_of(load_pipeline(str(sd))), batch, seeds=[1]), abs=1e-6)
+
+
+def test_a_prompt_tuner_is_refused_with_the_list(sd, data):
+    from swiftune.config import parse_config
+    from swiftune.errors import ConfigError
+    from swiftune.recipes.diffusion import prepare_denoiser
+
+    with pytest.raises(ConfigError, match="--tuner prompt: it needs a transformers model.*lora"):
+        prepare_denoiser(denoiser_of(load_pipeline(str(sd))), parse_config({"tuner": "prompt"}),
+                         SftArguments(task="text-to-image", model=str(sd), dataset=[str(data)], tuner="prompt"))

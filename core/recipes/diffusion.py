@@ -17,9 +17,12 @@ import torch
 from ..errors import ConfigError
 from .arguments import InferArguments, SftArguments
 from .diffusers_lora import WEIGHT_NAME, diffusers_to_adapter_folder, write_diffusers_lora
-from .diffusion_model import DenoiserLoss, denoiser_of, diffusion_tuner_args, load_pipeline
+from .diffusion_model import DenoiserLoss, denoiser_of, diffusion_tuner_args, freeze_outside_denoiser, load_pipeline
 from .task_run import TaskSetup, run_task
 from .trainer import SwiftTrainer
+
+#: Tuners checked on a Stable Diffusion UNet (train, save, reload with equal outputs).
+DENOISER_TUNERS = ("lora (also use_dora)", "adapter", "bitfit", "part", "full", "peft (e.g. LoHa, IA3)")
 
 
 class CaptionImages(torch.utils.data.Dataset):
@@ -71,7 +74,7 @@ class DiffusionTrainer(SwiftTrainer):
         from ..serialization import read_adapter_config, read_adapter_weights
 
         folder = Path(output_dir or self.args.output_dir)
-        if (folder / "adapter_config.json").is_file():
+        if (folder / "adapter_config.json").is_file() and read_adapter_config(folder).get("tuner") == "lora":
             write_diffusers_lora(read_adapter_config(folder), read_adapter_weights(folder), folder)
 
 
@@ -81,7 +84,6 @@ def default_resolution(pipe: Any) -> int:
 
 def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
     from .. import registries
-    from ..api import Swift
     from ..config import parse_config
     from ..data.images import load_image_datasets
 
@@ -93,7 +95,7 @@ def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
     rows = load_image_datasets(args.dataset, "image_caption", seed=args.seed, skip_bad_rows=args.skip_bad_rows)
     resolution = args.resolution or default_resolution(pipe)
     train = CaptionImages(rows.train, pipe.tokenizer, resolution, args.center_crop, args.random_flip)
-    swift = Swift.prepare(denoiser, tuner_config, adapter_dtype=args.adapter_dtype)
+    swift = prepare_denoiser(denoiser, tuner_config, args)
     skipped = f", {len(rows.skipped)} bad row(s) skipped" if rows.skipped else ""
     return TaskSetup(
         swift=swift, tuner_config=tuner_config, train=train, trainer_class=DiffusionTrainer, label_names=[],
@@ -101,6 +103,32 @@ def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
                 f"loss       {denoiser.prediction_type} prediction, {type(pipe.scheduler).__name__}"],
         resolved={"resolution": resolution},
     )
+
+
+def prepare_denoiser(denoiser: DenoiserLoss, tuner_config: Any, args: SftArguments) -> Any:
+    """``Swift.prepare`` on the denoiser; a tuner that needs a transformers model is a clear error."""
+    from ..api import Swift
+    from ..errors import SwiftuneError
+
+    if _needs_transformers(tuner_config):
+        raise ConfigError(f"--tuner {args.tuner}: it needs a transformers model (prompt / prefix tokens); a diffusion "
+                          f"UNet has none. Text-to-image takes: {', '.join(DENOISER_TUNERS)}")
+    try:
+        swift = Swift.prepare(denoiser, tuner_config, adapter_dtype=args.adapter_dtype)
+    except SwiftuneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a tuner written for transformers models fails in its own way
+        raise ConfigError(f"--tuner {args.tuner}: cannot be put on a diffusers UNet ({type(exc).__name__}: {exc}); "
+                          f"text-to-image takes: {', '.join(DENOISER_TUNERS)}") from exc
+    freeze_outside_denoiser(swift, args.train_text_encoder)
+    return swift
+
+
+def _needs_transformers(tuner_config: Any) -> bool:
+    from .. import registries
+
+    tuner = registries.tuners.get(tuner_config.tuner)
+    return bool(tuner.capabilities(tuner_config).needs_transformers_model)
 
 
 def run_text_to_image(args: SftArguments) -> Any:

@@ -130,6 +130,9 @@ def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, c
     """The tuner's fields for a denoiser: ``target_modules`` scoped to the UNet (and the text encoder
     with ``train_text_encoder``), so the VAE never gets an adapter."""
     args = dict(tuner_args)
+    peft = args.get("peft_config")
+    if isinstance(peft, dict) and isinstance(peft.get("target_modules"), (list, tuple, str)):  # the peft bridge
+        args["peft_config"] = {**peft, "target_modules": scoped_targets(peft["target_modules"], "unet")}
     if "target_modules" not in config_fields:
         return args
     unet = scoped_targets(args.get("target_modules") or list(UNET_TARGETS), "unet")
@@ -139,3 +142,15 @@ def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, c
     args.pop("text_encoder_target_modules", None)
     args["target_modules"] = parts[0] if len(parts) == 1 else "|".join(f"(?:{p})" for p in parts)
     return args
+
+
+def freeze_outside_denoiser(swift: nn.Module, train_text_encoder: bool) -> int:
+    """Freeze what a tuner selected outside the UNet (and the text encoder, with ``train_text_encoder``):
+    the VAE only encodes, under no_grad. Returns how many parameters were frozen."""
+    keep = ("unet.", "text_encoder.") if train_text_encoder else ("unet.",)
+    frozen = 0
+    for name, param in swift.model.named_parameters():
+        if param.requires_grad and not name.startswith(keep):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
