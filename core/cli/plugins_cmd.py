@@ -60,6 +60,8 @@ def run_list(what: str) -> int:
     for entry in entries:
         summary = (getattr(entry.obj, "__doc__", None) or "").strip().splitlines()
         description = getattr(entry.obj, "description", None) or (summary[0] if summary else "")
+        if what == "models" and getattr(entry.obj, "task", "causal-lm") != "causal-lm":
+            description = f"[{entry.obj.task}] {description}"
         if what == "models" and getattr(entry.obj, "trust_remote_code", False):
             description += " (loads only with --trust-remote-code)"
         print(f"{entry.name:24s} {entry.plugin:16s} {description}".rstrip())
