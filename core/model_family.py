@@ -100,7 +100,8 @@ class ModelFamily:
     model_types: tuple[str, ...] = ()
     template: str | None = None
     keys: ArchitectureKeys = field(default_factory=ArchitectureKeys)
-    #: Default ``target_modules`` of tuners: names / suffixes, or ``"all-linear"``.
+    #: Suggested ``target_modules`` for LoRA-style tuners (``default_target_modules``): names /
+    #: suffixes, or ``"all-linear"``. Tuners keep their own defaults; callers and recipes pass it.
     target_modules: tuple[str, ...] | str = "all-linear"
     #: The checkpoints need ``trust_remote_code=True`` (code shipped in the hub repository).
     trust_remote_code: bool = False
@@ -125,10 +126,6 @@ class ModelFamily:
     def default_target_modules(self) -> list[str] | str:
         """``target_modules`` in the form tuner configs take (a list, or ``"all-linear"``)."""
         return self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
-
-    @property
-    def hub_ids(self) -> tuple[str, ...]:
-        return (*self.hf_ids, *(f"ms::{i}" for i in self.ms_ids))
 
     def transformers_implements(self) -> bool:
         """Whether the installed transformers has a class for one of ``architectures``."""

@@ -189,7 +189,7 @@ def test_hugging_face_id_is_served_from_the_hub_cache(tmp_path):
 
 @pytest.mark.parametrize("env", ["HF_HUB_OFFLINE", "SWIFTUNE_OFFLINE", None])
 def test_hub_id_fails_fast_offline_with_a_way_out(env, monkeypatch, tmp_path):
-    from swiftune.loading import hub
+    from swiftune.data import hub
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SWIFTUNE_OFFLINE", "HTTPS_PROXY", "https_proxy",
                 "ALL_PROXY", "all_proxy"):

@@ -31,12 +31,22 @@ def hf_offline_mode() -> str | None:
     return next((f"{n}=1 is set" for n in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if _env_on(n)), None)
 
 
-def offline_reason(hub: str) -> str | None:
-    """Why ``hub`` ("hf" or "ms") cannot be reached now, or None when it can (as far as we can tell)."""
-    if _env_on(OFFLINE_ENV):
-        return f"{OFFLINE_ENV}=1 is set"
-    if hub == "hf" and hf_offline_mode():
-        return hf_offline_mode()
+#: The variables that put a hub offline, by what is downloaded: ``datasets`` reads
+#: HF_DATASETS_OFFLINE / HF_HUB_OFFLINE, transformers (models) HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE.
+OFFLINE_VARS = {
+    ("hf", "datasets"): (OFFLINE_ENV, "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"),
+    ("hf", "models"): (OFFLINE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+    ("ms", "datasets"): (OFFLINE_ENV,),
+    ("ms", "models"): (OFFLINE_ENV,),
+}
+
+
+def offline_reason(hub: str, what: str = "datasets") -> str | None:
+    """Why ``hub`` ("hf" or "ms") cannot serve ``what`` ("datasets" or "models") now, or None when it
+    may: an offline variable, else a TCP probe of the host (a few seconds at most; skipped behind a proxy)."""
+    for var in OFFLINE_VARS[hub, what]:
+        if _env_on(var):
+            return f"{var}=1 is set"
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None  # a proxy may reach what a direct probe cannot
     host = HF_HOST if hub == "hf" else MS_HOST

@@ -34,10 +34,6 @@ def is_complete(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
-def read_marker(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / MARKER).read_text())
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -9,11 +9,9 @@ Only the files a safetensors checkpoint needs are fetched (never ``.bin`` / ``.p
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
-from ..data.hub import HF_HOST, MS_HOST, OFFLINE_ENV, PROBE_TIMEOUT_S, ms_cache_dir, ms_local_snapshot
+from ..data.hub import ms_cache_dir, ms_local_snapshot, offline_reason
 from .errors import ModelLoadError, OfflineError
 
 
@@ -34,27 +32,6 @@ _HOW = {
     "ms": "modelscope download --model {id} --local_dir DIR",
 }
 _HUB_NAME = {"hf": "the Hugging Face Hub", "ms": "ModelScope"}
-
-
-#: Variables that put model downloads offline (``HF_DATASETS_OFFLINE`` concerns datasets only).
-_OFFLINE_VARS = {"hf": (OFFLINE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"), "ms": (OFFLINE_ENV,)}
-_PROXIES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-
-
-def offline_reason(hub: str) -> str | None:
-    """Why ``hub`` ("hf" or "ms") cannot be reached now, or None when it may be: an offline
-    variable, else a TCP probe of the host (a few seconds at most; skipped behind a proxy)."""
-    for var in _OFFLINE_VARS[hub]:
-        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return f"{var}=1 is set"
-    if any(os.environ.get(v) for v in _PROXIES):
-        return None
-    host = HF_HOST if hub == "hf" else MS_HOST
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as exc:
-        return f"{host} cannot be reached ({exc.strerror or exc})"
-    return None
 
 
 def offline_message(hub: str, model_id: str, reason: str) -> str:
@@ -81,7 +58,7 @@ def hf_snapshot(model_id: str, revision: str | None = None, cache_dir: str | Pat
         )
     except LocalEntryNotFoundError:
         pass
-    reason = offline_reason("hf")
+    reason = offline_reason("hf", "models")
     if reason is not None:
         raise OfflineError(offline_message("hf", model_id, reason)) from None
     try:
@@ -102,7 +79,7 @@ def ms_snapshot(model_id: str, revision: str | None = None, cache_dir: str | Pat
     local = ms_local_snapshot(model_id, "model", cache_dir, revision)
     if local is not None:
         return local
-    reason = offline_reason("ms")
+    reason = offline_reason("ms", "models")
     if reason is not None:
         raise OfflineError(offline_message("ms", model_id, reason)) from None
     try:

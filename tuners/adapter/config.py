@@ -8,7 +8,8 @@ from pydantic import Field, model_validator
 
 from swiftune.config import TunerConfig
 
-#: The attention output and MLP output projections of the common families: ``o_proj`` /
+#: The adapter's own default (model families do not set it; see docs/models.md): the attention
+#: output and MLP output projections of the common families: ``o_proj`` /
 #: ``down_proj`` (llama, qwen2, mistral, gemma, phi3), ``c_proj`` (gpt2), ``out_proj`` / ``fc2``
 #: (opt, clip-like), ``dense_4h_to_h`` (falcon, gpt-neox style), ``wo`` / ``w2``, and
 #: ``attention.output.dense`` / ``output.dense`` (bert, roberta).
