@@ -11,6 +11,9 @@
   batches need it for their masks to keep the examples of a row apart; compiled blocks, so as not
   to recompile), ``answer_logits_only`` (the causal-LM head computes logits only where a label is
   trained, ``answer_logits``) and ``head_loss`` (the LM head fused into the loss in row chunks).
+
+The private ``Trainer`` members overridden or copied here are listed, with why, in
+``trainer_private.py``; tests/test_trainer_private.py checks them against the installed transformers.
 """
 
 from __future__ import annotations
