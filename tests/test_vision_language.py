@@ -239,3 +239,11 @@ def test_image_rows_refused_by_a_text_only_model_and_images_by_its_infer(data, t
         run_sft(sft_args(text_model, str(data / "train.jsonl"), tmp_path / "run"))
     with pytest.raises(ConfigError, match="--images"):
         build_generator(InferArguments(model=str(text_model), images=[str(next((data / "images").iterdir()))]))
+
+
+def test_deploy_eval_and_rlhf_refuse_a_vision_language_model_clearly(models):
+    from swiftune.errors import ConfigError
+    from swiftune.recipes.adapter_choice import load_named
+
+    with pytest.raises(ConfigError, match="deploy / eval: .* is a vision-language model"):
+        load_named([], model=str(models["llava"]), template=None, precision="auto", trust_remote_code=None)

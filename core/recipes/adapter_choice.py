@@ -45,12 +45,14 @@ def load_named(adapters: list[str], *, model: str | None, template: str | None, 
 
     from .infer import inference_dtype
     from .rebuild import rebuild
+    from .vision import text_only_command
 
     pairs = adapter_specs(adapters)
     if not pairs and not model:
         raise ConfigError("--model: give a base model (and optionally --adapters name=path ...)")
     built = rebuild([path for _, path in pairs], model=model, template=template, dtype=inference_dtype(precision),
                     trust_remote_code=trust_remote_code)
+    text_only_command(built.tokenizer, built.base, "deploy / eval")
     if torch.cuda.is_available():
         built.model = built.model.to("cuda")
     built.model.eval()

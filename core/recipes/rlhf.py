@@ -156,7 +156,7 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
     from transformers import set_seed
 
     from ..api import Swift
-    from . import bridge
+    from . import bridge, vision
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
     from .finite_guard import FiniteGuard
     from .plot import plot_loss, plot_metric
@@ -180,6 +180,7 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
 
     set_seed(args.seed)
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
+    vision.text_only_command(tokenizer, args.model, "rlhf")
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = load_rows(args, template)
     swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)

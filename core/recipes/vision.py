@@ -195,3 +195,10 @@ def row_images(row: dict, source: str, where: str) -> list[Any]:
         return attach_images(row, {"messages": messages}, source)["images"]
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
+
+
+def text_only_command(processor: Any, model: str, command: str) -> None:
+    """Commands that do not feed images yet (rlhf, deploy, eval) refuse a vision-language model clearly."""
+    if is_image_text(processor):
+        raise ConfigError(f"{command}: {model} is a vision-language model; swiftune's {command} handles text-only "
+                          "models so far (sft, infer and export take vision-language models)")
