@@ -208,3 +208,39 @@ def test_a_prompt_tuner_is_refused_with_the_list(sd, data):
     with pytest.raises(ConfigError, match="--tuner prompt: it needs a transformers model.*lora"):
         prepare_denoiser(denoiser_of(load_pipeline(str(sd))), parse_config({"tuner": "prompt"}),
                          SftArguments(task="text-to-image", model=str(sd), dataset=[str(data)], tuner="prompt"))
+
+
+def test_v_prediction_trains_towards_the_velocity(tmp_path):
+    import torch.nn.functional as F
+
+    pipe = tiny_sd_pipeline(tmp_path / "v", prediction_type="v_prediction")
+    denoiser = denoiser_of(pipe)
+    assert denoiser.prediction_type == "v_prediction"
+    pixels = torch.rand(2, 3, 16, 16) * 2 - 1
+    ids = torch.tensor(pipe.tokenizer(["a red square"] * 2, padding="max_length", max_length=16).input_ids)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        loss = denoiser(pixel_values=pixels, input_ids=ids)["loss"]
+        torch.manual_seed(5)  # the same draws, in forward's order: latent sample, noise, timesteps
+        latents = pipe.vae.encode(pixels).latent_dist.sample() * pipe.vae.config.scaling_factor
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (2,)).long()
+        prediction = pipe.unet(pipe.scheduler.add_noise(latents, noise, t), t, pipe.text_encoder(ids)[0]).sample
+        velocity = pipe.scheduler.get_velocity(latents, noise, t)
+    torch.testing.assert_close(loss, F.mse_loss(prediction, velocity))
+    assert not torch.allclose(loss, F.mse_loss(prediction, noise))
+
+
+def test_resume_continues_and_a_finished_folder_is_kept(sd, data, tmp_path):
+    from swiftune.errors import ConfigError
+
+    common = dict(task="text-to-image", model=str(sd), dataset=[str(data)], output_dir=str(tmp_path / "run"),
+                  tuner="lora", per_device_train_batch_size=4, gradient_accumulation_steps=1, save_steps=2,
+                  logging_steps=1)
+    assert run_sft(SftArguments(**common, max_steps=2)).global_step == 2
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        run_sft(SftArguments(**common, max_steps=4))
+    assert run_sft(SftArguments(**common, max_steps=4, resume=True)).global_step == 4
+    log = [json.loads(line) for line in (tmp_path / "run" / "logging.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in log if "loss" in r}) == [1, 2, 3, 4]
+    assert (tmp_path / "run" / "checkpoint-4" / WEIGHT_NAME).is_file()
