@@ -1,6 +1,6 @@
-"""Vision-language fine-tuning end to end on a tiny random Qwen2-VL (or LLaVA), in well under a minute on CPU.
+"""Vision-language fine-tuning end to end on a tiny random Qwen2-VL (or Qwen2.5-VL, LLaVA), in well under a minute on CPU.
 
-    python examples/vision_language_tiny.py [--kind qwen2-vl|llava] [--workdir vlm-demo]
+    python examples/vision_language_tiny.py [--kind qwen2-vl|qwen2.5-vl|llava] [--workdir vlm-demo]
 
 It writes a tiny model folder (transformers' config classes, random weights, the PIL image
 processor, a word-level tokenizer), three coloured PNG images and ms-swift style rows
@@ -28,7 +28,7 @@ def swiftune(*args: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=("qwen2-vl", "llava"), default="qwen2-vl")
+    parser.add_argument("--kind", choices=("qwen2-vl", "qwen2.5-vl", "llava"), default="qwen2-vl")
     parser.add_argument("--workdir", default="vlm-demo")
     opts = parser.parse_args()
     work = Path(opts.workdir)

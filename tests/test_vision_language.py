@@ -18,7 +18,7 @@ from swiftune.recipes.bridge import resolve_template
 from swiftune.recipes.vision import ImageTextCollator, frozen_parts_config
 from swiftune.testing.vision import make_images, tiny_vision_model
 
-KINDS = ("qwen2-vl", "llava")
+KINDS = ("qwen2-vl", "qwen2.5-vl", "llava")
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +111,18 @@ def test_vision_tower_and_aligner_frozen_by_default_and_opt_in(models, kind):
     from swiftune.config import parse_config
 
     tower, aligner = {"qwen2-vl": ("model.visual.blocks", "model.visual.merger"),
+                      "qwen2.5-vl": ("model.visual.blocks", "model.visual.merger"),
                       "llava": ("model.vision_tower", "model.multi_modal_projector")}[kind]
     for freeze_vit, freeze_aligner in ((True, True), (False, True), (True, False)):
-        model, _ = load_model(str(models[kind]))
-        config = frozen_parts_config(parse_config({"tuner": "lora", "r": 4}), kind, freeze_vit, freeze_aligner)
+        model, processor = load_model(str(models[kind]))
+        config = frozen_parts_config(parse_config({"tuner": "lora", "r": 4}), processor.kind, freeze_vit, freeze_aligner)
         swift = Swift.prepare(model, config)
         trained = [n for n, p in swift.named_parameters() if p.requires_grad]
         assert trained and all(".lora_" in n for n in trained)
         assert any("language_model" in n for n in trained)
         assert any(tower in n for n in trained) is (not freeze_vit), (freeze_vit, freeze_aligner)
         assert any(aligner in n for n in trained) is (not freeze_aligner), (freeze_vit, freeze_aligner)
-    full = frozen_parts_config(parse_config({"tuner": "full"}), kind, True, True)
+    full = frozen_parts_config(parse_config({"tuner": "full"}), processor.kind, True, True)
     swift = Swift.prepare(load_model(str(models[kind]))[0], full)
     trained = [n for n, p in swift.named_parameters() if p.requires_grad]
     assert trained and not any(tower in n or aligner in n for n in trained)

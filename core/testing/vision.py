@@ -1,8 +1,8 @@
 """Tiny random vision-language models saved as model folders, and generated images, for tests and examples.
 
-``tiny_vision_model(folder, "qwen2-vl")`` (or ``"llava"``) writes a model folder that loads like a
-real checkpoint (config, safetensors weights, tokenizer, image processor): a Qwen2-VL with a
-one-block vision tower, or a LLaVA with a one-layer CLIP vision tower and a two-layer llama, built
+``tiny_vision_model(folder, "qwen2-vl")`` (or ``"qwen2.5-vl"``, ``"llava"``) writes a model folder that
+loads like a real checkpoint (config, safetensors weights, tokenizer, image processor): a Qwen2-VL
+with a one-block vision tower, a Qwen2.5-VL with two (windowed and full attention), or a LLaVA with a one-layer CLIP vision tower and a two-layer llama, built
 from transformers' config classes; the tokenizer is ``tiny_tokenizer`` plus the image tokens, and
 the image processor the PIL one (no torchvision). Nothing is downloaded.
 """
@@ -18,7 +18,7 @@ from .tokenizers import CHATML_TEMPLATE, tiny_tokenizer
 VISION_WORDS = ("Describe", "image", "picture", "red", "green", "blue", "square", "circle", "colour", "shows", "This")
 QWEN2_VL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 LLAVA_TOKEN = "<image>"
-KINDS = ("qwen2-vl", "llava")
+KINDS = ("qwen2-vl", "qwen2.5-vl", "llava")
 #: Wider than transformers' 0.02, so the tiny output head can express a confident answer in a few steps.
 INIT_RANGE = 0.3
 
@@ -29,8 +29,9 @@ def _tokenizer(extra_special: Sequence[str]):
     return tok
 
 
-def _qwen2_vl(seed: int):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def _qwen2_vl(seed: int, version: str = "2"):
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tok = _tokenizer(QWEN2_VL_TOKENS)
@@ -41,14 +42,20 @@ def _qwen2_vl(seed: int):
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]})
     vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+    config_class, model_class = Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    if version == "2.5":  # windowed attention in the vision tower, an MLP merger to the text width
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=56,
+                      fullatt_block_indexes=[1])
+        config_class, model_class = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    config = config_class(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                            vision_end_token_id=ids["<|vision_end|>"], eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                            pad_token_id=tok.pad_token_id, initializer_range=INIT_RANGE)
     # 28x28 .. 56x56 pixels: 4 to 16 patches, 1 to 4 image tokens per image.
     processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28, "longest_edge": 56 * 56}, patch_size=14,
                                          merge_size=2, temporal_patch_size=2)
-    return _build(Qwen2VLForConditionalGeneration, config, seed), tok, processor
+    return _build(model_class, config, seed), tok, processor
 
 
 def _llava(seed: int):
@@ -76,10 +83,10 @@ def _build(cls, config, seed: int):
 
 
 def tiny_vision_model(folder: str | Path, kind: str = "qwen2-vl", seed: int = 0) -> Path:
-    """Write a tiny random ``kind`` ("qwen2-vl" or "llava") model folder; returns it."""
+    """Write a tiny random ``kind`` ("qwen2-vl", "qwen2.5-vl" or "llava") model folder; returns it."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    model, tok, processor = (_qwen2_vl if kind == "qwen2-vl" else _llava)(seed)
+    model, tok, processor = _llava(seed) if kind == "llava" else _qwen2_vl(seed, "2.5" if kind == "qwen2.5-vl" else "2")
     folder = Path(folder)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
