@@ -244,3 +244,30 @@ def test_resume_continues_and_a_finished_folder_is_kept(sd, data, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "logging.jsonl").read_text().splitlines()]
     assert sorted({r["step"] for r in log if "loss" in r}) == [1, 2, 3, 4]
     assert (tmp_path / "run" / "checkpoint-4" / WEIGHT_NAME).is_file()
+
+
+def test_a_peft_unet_adapter_loads_onto_the_unet(sd, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    theirs = get_peft_model(load_pipeline(str(sd)).unet, LoraConfig(r=2, lora_alpha=4, init_lora_weights=False,
+                                                                   target_modules=["to_k", "to_out.0"]))
+    theirs.save_pretrained(tmp_path / "peft")
+    ours = Swift.from_pretrained(load_pipeline(str(sd)).unet, tmp_path / "peft")
+    latents, t, hidden = unet_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(latents, t, hidden).sample, theirs(latents, t, hidden).sample, rtol=0, atol=1e-6)
+
+
+def test_infer_with_merge_draws_the_same_image(sd, run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    common = ["infer", "--task", "text-to-image", "--adapter", str(run), "--prompt", "a blue square",
+              "--num-inference-steps", "3", "--guidance-scale", "1"]
+    assert cli.main([*common, "--output", str(tmp_path / "a.png")]) == 0
+    assert cli.main([*common, "--merge", "--output", str(tmp_path / "b.png")]) == 0
+    assert cli.main(["infer", "--task", "text-to-image", "--model", str(sd), "--prompt", "a blue square",
+                     "--num-inference-steps", "3", "--guidance-scale", "1", "--output", str(tmp_path / "c.png")]) == 0
+    a, b, c = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in "abc")
+    assert np.abs(a - b).max() <= 1  # merging rounds differently, by one level at most
+    assert np.abs(a - c).max() > 1  # the adapter changes the picture
