@@ -1,4 +1,4 @@
-"""Vision-language fine-tuning end to end on a tiny random Qwen2-VL (or Qwen2.5-VL, LLaVA), in well under a minute on CPU.
+"""Vision-language fine-tuning end to end on a tiny random Qwen2-VL (or Qwen2.5-VL, LLaVA), in about a minute on CPU.
 
     python examples/vision_language_tiny.py [--kind qwen2-vl|qwen2.5-vl|llava] [--workdir vlm-demo]
 

@@ -178,8 +178,8 @@ def test_sft_infer_export(models, data, tmp_path, kind):
     from swiftune.recipes.infer import build_generator
     import io
 
-    image = next((data / "images").iterdir())
-    args = InferArguments(adapter=[str(tmp_path / "run")], images=[str(image)], max_new_tokens=4, stream=False)
+    two = sorted(str(p) for p in (data / "images").iterdir())[:2]  # both go with the first message
+    args = InferArguments(adapter=[str(tmp_path / "run")], images=two, max_new_tokens=4, stream=False)
     lines = iter(["What colour is the square ?", "/exit"])
     chat = chat_loop(build_generator(args), args, read_line=lambda _: next(lines), out=io.StringIO())
     assert chat.history[-1]["role"] == "assistant" and chat.history[-1]["content"]
