@@ -157,3 +157,38 @@ def test_ms_swift_template_names(tiny) -> None:
     assert bridge.resolve_template("qwen2", model, tok).prompt(messages) == \
         bridge.resolve_template("qwen", model, tok).prompt(messages)
     assert "You are Qwen, created by Alibaba Cloud" in bridge.resolve_template("qwen2_5", model, tok).prompt(messages)
+
+
+@pytest.mark.slow
+def test_ms_swift_quickstart_command_lines_run_unchanged(tiny, tmp_path) -> None:
+    """ms-swift's README quickstart (sft, infer, export), pointed at a local model and data."""
+    from cli_fixtures import ensure_data
+
+    data = ensure_data(tmp_path)
+    out = tmp_path / "output"
+    proc = run_cli(
+        "sft", "--model", str(tiny), "--train_type", "lora",
+        "--dataset", f"{data}#40", "swift/self-cognition#40",
+        "--torch_dtype", "float32", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "1", "--per_device_eval_batch_size", "1",
+        "--learning_rate", "1e-4", "--lora_rank", "8", "--lora_alpha", "32", "--target_modules", "all-linear",
+        "--gradient_accumulation_steps", "16", "--eval_steps", "50", "--save_steps", "2", "--save_total_limit", "2",
+        "--logging_steps", "5", "--max_length", "2048", "--output_dir", str(out),
+        "--system", "You are a helpful assistant.", "--warmup_ratio", "0.05",
+        "--dataloader_num_workers", "0", "--model_author", "swift", "--model_name", "swift-robot",
+        "--max_steps", "2", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_args = json.loads((out / "args.json").read_text())
+    assert run_args["tuner_args"]["r"] == 8 and run_args["tuner_args"]["lora_alpha"] == 32
+    assert run_args["precision"] == "fp32" and run_args["system"] == "You are a helpful assistant."
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"query": "Hello"}) + "\n")
+    result = tmp_path / "result.jsonl"
+    proc = run_cli("infer", "--adapters", str(out / "checkpoint-2"), "--stream", "true", "--temperature", "0",
+                   "--max_new_tokens", "8", "--val_dataset", str(prompts), "--result_path", str(result), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(read_jsonl(result)) == 1
+    proc = run_cli("export", "--adapters", str(out / "checkpoint-2"), "--merge_lora", "true", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "output-checkpoint-2-merged" / "config.json").is_file()
