@@ -21,3 +21,15 @@ def test_a_given_learning_rate_wins() -> None:
     args = parse_command(SftArguments, ["--tuner", "prompt", "--learning_rate", "1e-3"], prog="swiftune sft")
     assert sft_defaults.learning_rate(from_python(SftArguments, args)) == pytest.approx(1e-3)
     assert sft_defaults.learning_rate(from_python(SftArguments, tuner="prefix", learning_rate=5e-4)) == pytest.approx(5e-4)
+
+
+def test_loss_smoothing_follows_a_short_run() -> None:
+    """A short run's smoothed loss is the raw loss; a long one is smoothed over a tenth of its points."""
+    from swiftune.recipes.plot import smooth
+
+    falling = [3.0 * 0.8**i for i in range(9)]
+    assert smooth(falling) == pytest.approx(falling)
+    long = [3.0 * 0.97**i for i in range(200)]
+    smoothed = smooth(long)
+    assert smoothed[-1] == pytest.approx(long[-1], rel=0.5) and smoothed[-1] > long[-1]
+    assert smooth(long, 0.0) == pytest.approx(long)

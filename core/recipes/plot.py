@@ -7,8 +7,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-def smooth(values: Sequence[float], weight: float = 0.8) -> list[float]:
-    """Debiased exponential moving average (TensorBoard's smoothing)."""
+def smoothing_weight(points: int) -> float:
+    """Smooth over about a tenth of the points (none for a handful), so the line follows a short run."""
+    return min(0.9, max(0.0, 1.0 - 10.0 / max(points, 1)))
+
+
+def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
+    """Debiased exponential moving average (TensorBoard's smoothing); the weight follows the length."""
+    weight = smoothing_weight(len(values)) if weight is None else weight
     out, avg = [], 0.0
     for i, v in enumerate(values, start=1):
         avg = weight * avg + (1 - weight) * v
