@@ -226,6 +226,9 @@ def test_missing_and_undecodable_images_name_the_row_and_path(models, data, tmp_
                                      max_new_tokens=2))
         message = str(err.value)
         assert f"{file} line 2" in message and str(tmp_path / bad_path) in message and why in message, message
+        written = run_infer(InferArguments(model=str(models["qwen2-vl"]), input=f"{file}#5", output=str(tmp_path / "o.jsonl"),
+                                           max_new_tokens=2, skip_bad_rows=True))
+        assert len(written) == 1 and written[0]["images"] == good_abs["images"]
 
 
 def test_image_rows_refused_by_a_text_only_model_and_images_by_its_infer(data, tmp_path):

@@ -153,6 +153,14 @@ def attach_images(row: Mapping[str, Any], example: dict[str, Any], origin: str) 
     return example
 
 
+def row_image_paths(row: Mapping[str, Any], origin: str) -> list[Any]:
+    """A prompt row's images, checked and resolved against ``origin``'s folder ([] without any)."""
+    if not image_refs(row):
+        return []
+    messages = row.get("messages") if isinstance(row.get("messages"), list) else [{"role": "user", "content": ""}]
+    return attach_images(row, {"messages": messages}, origin)["images"]
+
+
 def encode_image_chat(example: Mapping[str, Any], processor: Any, renderer: Any, max_length: int,
                       truncation: str) -> dict[str, Any] | None:
     """input_ids / labels / attention_mask (+ pixel inputs) of one example; None when ``drop`` drops it.

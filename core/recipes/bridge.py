@@ -134,6 +134,7 @@ def read_prompts(spec: str, skip_bad_rows: bool = False) -> PromptRows:
     from ..data.convert import detect_adapter, get_adapter
     from ..data.errors import DataError
     from ..data.load import resolve
+    from ..data.multimodal import row_image_paths
     from ..data.spec import parse_spec
 
     parsed = parse_spec(spec)
@@ -144,7 +145,9 @@ def read_prompts(spec: str, skip_bad_rows: bool = False) -> PromptRows:
         for i, row in enumerate(raw.rows):
             row = dict(row)
             try:
-                out.rows.append((row, _prompt_of(row, renames, entry_adapter, raw.where(i), detect_adapter, get_adapter)))
+                prompt = _prompt_of(row, renames, entry_adapter, raw.where(i), detect_adapter, get_adapter)
+                row_image_paths(row, raw.origin)  # a missing / unreadable image is a bad row like any other
+                out.rows.append((row, prompt))
                 out.where.append(raw.where(i))
             except (DataError, KeyError, TypeError, ValueError) as exc:
                 detail = f"missing field {exc}" if type(exc) is KeyError else str(exc)

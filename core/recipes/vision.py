@@ -185,14 +185,14 @@ def lean_arguments(args: Any) -> Any:
 
 
 def row_images(row: dict, source: str, where: str) -> list[Any]:
-    """A batch-infer row's images, checked and resolved against the input file's folder (errors name the row)."""
-    from ..data.multimodal import attach_images, image_refs
+    """A batch-infer row's images, resolved against the input file's folder (errors name the row)."""
+    import os
 
-    if not image_refs(row):
-        return []
+    from ..data.multimodal import row_image_paths
+    from ..data.spec import parse_spec
+
     try:
-        messages = row.get("messages") or [{"role": "user", "content": ""}]
-        return attach_images(row, {"messages": messages}, source)["images"]
+        return row_image_paths(row, os.path.expanduser(parse_spec(source).name))
     except DataError as exc:
         raise DataError(f"{where}: {exc}") from None
 
