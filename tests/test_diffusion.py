@@ -271,3 +271,32 @@ def test_infer_with_merge_draws_the_same_image(sd, run, tmp_path):
     a, b, c = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in "abc")
     assert np.abs(a - b).max() <= 1  # merging rounds differently, by one level at most
     assert np.abs(a - c).max() > 1  # the adapter changes the picture
+
+
+def test_sdxl_lora_trains_and_loads_in_diffusers(data, tmp_path):
+    """SDXL: two text encoders (LoRA on both with --train-text-encoder) and size / crop conditioning."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from swiftune.testing.diffusion import tiny_sdxl_pipeline
+
+    tiny_sdxl_pipeline(tmp_path / "sdxl")
+    run = tmp_path / "run"
+    run_sft(SftArguments(task="text-to-image", model=str(tmp_path / "sdxl"), dataset=[str(data)], output_dir=str(run),
+                         tuner="lora", train_text_encoder=True, max_steps=4, per_device_train_batch_size=4,
+                         gradient_accumulation_steps=1, learning_rate=2e-2, save_steps=4))
+    theirs = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "sdxl"), use_safetensors=True)
+    theirs.load_lora_weights(str(run / "final"))
+    plain = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "sdxl"), use_safetensors=True)
+    ours = load_pipeline(str(tmp_path / "sdxl"))
+    Swift.from_pretrained(denoiser_of(ours), run / "final")
+    gen = torch.Generator().manual_seed(0)
+    latents, hidden, pooled = (torch.randn(*s, generator=gen) for s in ((1, 4, 8, 8), (1, 16, 32), (1, 16)))
+    added = {"text_embeds": pooled, "time_ids": torch.tensor([[16.0, 16, 0, 0, 16, 16]])}
+    ids = torch.tensor([ours.tokenizer("a red square", padding="max_length", max_length=16).input_ids])
+    with torch.no_grad():
+        expected = ours.unet(latents, 10, hidden, added_cond_kwargs=added).sample
+        torch.testing.assert_close(theirs.unet(latents, 10, hidden, added_cond_kwargs=added).sample, expected,
+                                   rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(plain.unet(latents, 10, hidden, added_cond_kwargs=added).sample, expected, atol=1e-4)
+        torch.testing.assert_close(theirs.text_encoder_2(ids)[0], ours.text_encoder_2(ids)[0], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(plain.text_encoder_2(ids)[0], ours.text_encoder_2(ids)[0], atol=1e-4)

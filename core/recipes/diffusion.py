@@ -27,22 +27,25 @@ DENOISER_TUNERS = ("lora (also use_dora)", "adapter", "bitfit", "part", "full", 
 
 class CaptionImages(torch.utils.data.Dataset):
     """``image_caption`` examples -> ``pixel_values`` in [-1, 1] (resized, cropped, maybe flipped) and
-    the caption's ``input_ids`` padded to the tokenizer's length."""
+    the caption's ``input_ids`` padded to the tokenizer's length; for SDXL (``tokenizer_2``) also
+    ``input_ids_2`` and ``time_ids`` (original size, crop corner, target size, as SDXL was trained)."""
 
     def __init__(self, examples: list[dict[str, Any]], tokenizer: Any, resolution: int, center_crop: bool,
-                 random_flip: bool) -> None:
-        self.examples, self.tokenizer = examples, tokenizer
+                 random_flip: bool, tokenizer_2: Any = None) -> None:
+        self.examples, self.tokenizer, self.tokenizer_2 = examples, tokenizer, tokenizer_2
         self.resolution, self.center_crop, self.random_flip = resolution, center_crop, random_flip
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def pixels(self, path: str) -> torch.Tensor:
+    def pixels(self, path: str) -> tuple[torch.Tensor, list[int]]:
+        """The image tensor and its SDXL ``time_ids`` (original h, w, crop top, left, target h, w)."""
         from PIL import Image
 
         from ..data.images import open_image
 
         img = open_image(path)
+        original = [img.height, img.width]
         scale = self.resolution / min(img.size)
         img = img.resize((max(self.resolution, round(img.width * scale)), max(self.resolution, round(img.height * scale))),
                          Image.BILINEAR)
@@ -51,17 +54,27 @@ class CaptionImages(torch.utils.data.Dataset):
             left, top = room_x // 2, room_y // 2
         else:
             left, top = (int(torch.randint(0, r + 1, ()).item()) for r in (room_x, room_y))
+        width = img.width
         img = img.crop((left, top, left + self.resolution, top + self.resolution))
         if self.random_flip and torch.rand(()) < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            left = width - left - self.resolution  # the crop's corner in the flipped image
         data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.resolution, self.resolution, 3)
-        return data.permute(2, 0, 1).float() / 127.5 - 1.0
+        return data.permute(2, 0, 1).float() / 127.5 - 1.0, [*original, top, left, self.resolution, self.resolution]
+
+    @staticmethod
+    def _ids(tokenizer: Any, text: str) -> torch.Tensor:
+        return tokenizer(text, max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+                         return_tensors="pt").input_ids[0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         example = self.examples[index]
-        ids = self.tokenizer(example["text"], max_length=self.tokenizer.model_max_length, padding="max_length",
-                             truncation=True, return_tensors="pt").input_ids[0]
-        return {"pixel_values": self.pixels(example["image"]), "input_ids": ids}
+        pixels, time_ids = self.pixels(example["image"])
+        item = {"pixel_values": pixels, "input_ids": self._ids(self.tokenizer, example["text"])}
+        if self.tokenizer_2 is not None:
+            item["input_ids_2"] = self._ids(self.tokenizer_2, example["text"])
+            item["time_ids"] = torch.tensor(time_ids, dtype=torch.float32)
+        return item
 
 
 class DiffusionTrainer(SwiftTrainer):
@@ -94,13 +107,15 @@ def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
     tuner_config = parse_config({**tuner_args, "tuner": args.tuner})
     rows = load_image_datasets(args.dataset, "image_caption", seed=args.seed, skip_bad_rows=args.skip_bad_rows)
     resolution = args.resolution or default_resolution(pipe)
-    train = CaptionImages(rows.train, pipe.tokenizer, resolution, args.center_crop, args.random_flip)
+    train = CaptionImages(rows.train, pipe.tokenizer, resolution, args.center_crop, args.random_flip,
+                          tokenizer_2=getattr(pipe, "tokenizer_2", None) if denoiser.is_sdxl else None)
     swift = prepare_denoiser(denoiser, tuner_config, args)
     skipped = f", {len(rows.skipped)} bad row(s) skipped" if rows.skipped else ""
     return TaskSetup(
         swift=swift, tuner_config=tuner_config, train=train, trainer_class=DiffusionTrainer, label_names=[],
         banner=[f"data       {len(train):,} image-caption examples at {resolution}x{resolution}{skipped}",
-                f"loss       {denoiser.prediction_type} prediction, {type(pipe.scheduler).__name__}"],
+                f"loss       {denoiser.prediction_type} prediction, {type(pipe.scheduler).__name__}, "
+                f"{type(pipe).__name__}"],
         resolved={"resolution": resolution},
     )
 

@@ -30,12 +30,19 @@ class DenoiserLoss(nn.Module):
     The image is encoded by the frozen VAE, noised at a random timestep by the pipeline's scheduler,
     and the UNet predicts the noise (``epsilon``) or the velocity (``v_prediction``), as the
     scheduler's ``prediction_type`` says, conditioned on the text encoder's hidden states.
+
+    SDXL (``text_encoder_2`` given): the condition is both encoders' penultimate hidden states side
+    by side, plus the second encoder's pooled embedding and the size / crop ``time_ids``, as
+    diffusers' ``StableDiffusionXLPipeline.encode_prompt`` builds them.
     """
 
-    def __init__(self, unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, scheduler: Any) -> None:
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, scheduler: Any,
+                 text_encoder_2: nn.Module | None = None) -> None:
         super().__init__()
         self.unet = unet
         self.text_encoder = text_encoder
+        if text_encoder_2 is not None:
+            self.text_encoder_2 = text_encoder_2
         self.vae = vae
         self.noise_scheduler = scheduler  # not a module: diffusers schedulers are plain config objects
         prediction = scheduler.config.get("prediction_type", "epsilon")
@@ -43,12 +50,32 @@ class DenoiserLoss(nn.Module):
             raise ConfigError(f"scheduler prediction_type '{prediction}': text-to-image training supports epsilon and v_prediction")
         self.prediction_type = prediction
 
-    def encode_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        trains = any(p.requires_grad for p in self.text_encoder.parameters())
-        with torch.set_grad_enabled(trains and torch.is_grad_enabled()):
-            return self.text_encoder(input_ids)[0]
+    @property
+    def is_sdxl(self) -> bool:
+        return hasattr(self, "text_encoder_2")
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+    def _encoder_grad(self, encoder: nn.Module) -> Any:
+        trains = any(p.requires_grad for p in encoder.parameters())
+        return torch.set_grad_enabled(trains and torch.is_grad_enabled())
+
+    def condition(self, input_ids: torch.Tensor, input_ids_2: torch.Tensor | None = None,
+                  time_ids: torch.Tensor | None = None) -> dict[str, Any]:
+        """The UNet's conditioning keyword arguments for a batch of captions."""
+        if not self.is_sdxl:
+            with self._encoder_grad(self.text_encoder):
+                return {"encoder_hidden_states": self.text_encoder(input_ids)[0]}
+        if input_ids_2 is None or time_ids is None:
+            raise ConfigError("an SDXL batch needs input_ids_2 (the second tokenizer's) and time_ids")
+        with self._encoder_grad(self.text_encoder):
+            first = self.text_encoder(input_ids, output_hidden_states=True).hidden_states[-2]
+        with self._encoder_grad(self.text_encoder_2):
+            out = self.text_encoder_2(input_ids_2, output_hidden_states=True)
+        hidden = torch.cat([first, out.hidden_states[-2]], dim=-1)
+        added = {"text_embeds": out[0], "time_ids": time_ids.to(hidden.dtype)}
+        return {"encoder_hidden_states": hidden, "added_cond_kwargs": added}
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, input_ids_2: torch.Tensor | None = None,
+                time_ids: torch.Tensor | None = None, **_: Any) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             latents = self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.sample()
             latents = latents * self.vae.config.scaling_factor
@@ -60,8 +87,7 @@ class DenoiserLoss(nn.Module):
             target = noise
         else:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        hidden = self.encode_text(input_ids)
-        prediction = self.unet(noisy, timesteps, hidden, return_dict=False)[0]
+        prediction = self.unet(noisy, timesteps, **self.condition(input_ids, input_ids_2, time_ids), return_dict=False)[0]
         return {"loss": F.mse_loss(prediction.float(), target.float())}
 
 
@@ -102,17 +128,22 @@ def load_pipeline(name: str, dtype: torch.dtype | None = None) -> Any:
 
 
 def denoiser_of(pipe: Any) -> DenoiserLoss:
-    """The training module of a Stable Diffusion 1.x / 2.x pipeline (a UNet on one CLIP text encoder)."""
+    """The training module of a Stable Diffusion 1.x / 2.x pipeline (a UNet on one CLIP text encoder)
+    or of an SDXL pipeline (a UNet on two, with size / crop conditioning)."""
     from diffusers import UNet2DConditionModel
 
     unet = getattr(pipe, "unet", None)
-    if not isinstance(unet, UNet2DConditionModel) or getattr(pipe, "text_encoder_2", None) is not None:
-        kind = type(pipe).__name__
-        raise ConfigError(f"--model: {kind}: text-to-image training supports Stable Diffusion 1.x / 2.x pipelines "
-                          "(a UNet2DConditionModel conditioned on one text encoder); SDXL, SD3 and Flux are not yet trained here")
-    if unet.config.get("addition_embed_type"):
-        raise ConfigError(f"--model: its UNet needs added conditioning ({unet.config.addition_embed_type}); "
-                          "only Stable Diffusion 1.x / 2.x UNets are trained here")
+    kind = type(pipe).__name__
+    if not isinstance(unet, UNet2DConditionModel):
+        raise ConfigError(f"--model: {kind}: text-to-image training supports UNet pipelines (Stable Diffusion 1.x / 2.x, "
+                          "SDXL); SD3 and Flux (diffusion transformers) are not yet trained here")
+    second = getattr(pipe, "text_encoder_2", None)
+    added = unet.config.get("addition_embed_type")
+    if second is not None and added == "text_time" and getattr(pipe, "tokenizer_2", None) is not None:
+        return DenoiserLoss(pipe.unet, pipe.text_encoder, pipe.vae, pipe.scheduler, text_encoder_2=second)
+    if second is not None or added:
+        raise ConfigError(f"--model: {kind}: its UNet needs conditioning ({added or 'a second text encoder'}) that only "
+                          "the Stable Diffusion 1.x / 2.x and SDXL layouts are trained with here")
     return DenoiserLoss(pipe.unet, pipe.text_encoder, pipe.vae, pipe.scheduler)
 
 
@@ -137,8 +168,8 @@ def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, c
         return args
     unet = scoped_targets(args.get("target_modules") or list(UNET_TARGETS), "unet")
     parts = [unet]
-    if train_text_encoder:
-        parts.append(scoped_targets(args.get("text_encoder_target_modules") or list(TEXT_ENCODER_TARGETS), "text_encoder"))
+    if train_text_encoder:  # text_encoder and SDXL's text_encoder_2
+        parts.append(scoped_targets(args.get("text_encoder_target_modules") or list(TEXT_ENCODER_TARGETS), "text_encoder(?:_2)?"))
     args.pop("text_encoder_target_modules", None)
     args["target_modules"] = parts[0] if len(parts) == 1 else "|".join(f"(?:{p})" for p in parts)
     return args
@@ -147,7 +178,7 @@ def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, c
 def freeze_outside_denoiser(swift: nn.Module, train_text_encoder: bool) -> int:
     """Freeze what a tuner selected outside the UNet (and the text encoder, with ``train_text_encoder``):
     the VAE only encodes, under no_grad. Returns how many parameters were frozen."""
-    keep = ("unet.", "text_encoder.") if train_text_encoder else ("unet.",)
+    keep = ("unet.", "text_encoder.", "text_encoder_2.") if train_text_encoder else ("unet.",)
     frozen = 0
     for name, param in swift.model.named_parameters():
         if param.requires_grad and not name.startswith(keep):

@@ -87,3 +87,36 @@ def write_class_images(folder: str | Path, per_class: int = 6, size: int = 16) -
             img.paste((250, 250, 250), (2, row * band, size - 2, row * band + band))
             img.save(folder / label / f"{i}.png")
     return folder
+
+
+def tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0):
+    """Save a tiny random ``StableDiffusionXLPipeline`` (two CLIP text encoders, the second with a
+    projection; a UNet with ``text_time`` added conditioning; 16x16 images) to ``folder``; return it."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    tokenizer = tiny_clip_tokenizer(folder / "_tokenizer")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=4, projection_class_embeddings_input_dim=16 + 6 * 4, cross_attention_dim=32,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=4, sample_size=16,
+    )
+    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer, tokenizer_2=tokenizer,
+        unet=unet, scheduler=EulerDiscreteScheduler(num_train_timesteps=100, steps_offset=1), add_watermarker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe

@@ -2,7 +2,8 @@
 
 They are diffusers pipeline folders (``model_index.json``), not transformers models: ``swiftune sft
 --task text-to-image`` loads them with diffusers. Training covers the UNet pipelines with one CLIP text
-encoder (SD 1.x / 2.x); SDXL, SD3 and Flux are listed so their names resolve and say so.
+encoder (SD 1.x / 2.x) and SDXL; SD3 and Flux are listed so their names resolve, and sft says it
+does not train them yet.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ),
     ModelFamily(
         name="stable-diffusion-xl",
-        description="Stable Diffusion XL (UNet + two text encoders); listed, not yet trained by sft",
+        description="Stable Diffusion XL (UNet + two text encoders, size / crop conditioning); LoRA on the UNet "
+                    "(and both text encoders), loadable with diffusers' pipe.load_lora_weights",
         hf_ids=("stabilityai/stable-diffusion-xl-base-1.0",),
         architectures=("StableDiffusionXLPipeline",),
         task="text-to-image",
