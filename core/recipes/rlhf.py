@@ -189,6 +189,9 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
     trainer = make_trainer(args, swift, reference, tokenizer, train_rows, val_rows, output_dir, precision,
                            callbacks=[RunLogger(output_dir), FiniteGuard(output_dir), *debug_hooks()])
     if trainer.args.should_save:
+        if args.max_prompt_length is not None:
+            print(f"swiftune: --max_prompt_length {args.max_prompt_length} is not applied: TRL's {args.rlhf_type} "
+                  f"trainer bounds prompt + answer by --max_length ({args.max_length}) only", flush=True)
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
                     "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
                     "resolved_precision": precision}

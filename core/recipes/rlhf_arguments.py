@@ -43,6 +43,11 @@ class RlhfArguments(SftArguments):
     reward_funcs: list[str] = Field(default_factory=list, description="grpo: registered reward functions (swiftune list rewards); repeatable")
     reward_weights: list[float] | None = Field(None, description="grpo: one weight per reward function (default: all 1)")
     temperature: float = Field(1.0, gt=0, description="grpo: sampling temperature of the generations")
+    top_p: float = Field(1.0, gt=0, le=1, description="grpo: nucleus sampling mass of the generations")
+    top_k: int | None = Field(None, ge=1, description="grpo: sample among the k likeliest tokens")
+    repetition_penalty: float = Field(1.0, gt=0, description="grpo: > 1 discourages repeats in the generations")
+    log_completions: bool = Field(False, description="grpo: log sampled completions with their rewards")
+    max_prompt_length: int | None = Field(None, ge=1, description="accepted for ms-swift command lines; TRL 1.x trainers bound prompt + answer by --max_length only")
     use_vllm: bool = Field(False, description="grpo: generate with vLLM (must be installed)")
 
     @field_validator("loss_type", "reward_funcs", mode="before")

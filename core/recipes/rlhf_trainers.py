@@ -97,6 +97,8 @@ def method_config(args: RlhfArguments, common: dict[str, Any], precompute_refere
     elif kind in ("cpo", "simpo"):
         from trl.experimental.cpo import CPOConfig as config_cls
 
+        if kind == "simpo" and args.loss_type not in (None, ["simpo"]):
+            raise ConfigError(f"--loss_type {' '.join(args.loss_type)}: simpo is CPO's trainer with loss_type simpo")
         alpha = args.cpo_alpha if args.cpo_alpha is not None else (0.0 if kind == "simpo" else 1.0)
         loss_type = "simpo" if kind == "simpo" else _one(args.loss_type or ["sigmoid"])
         extra.update(loss_type=loss_type, cpo_alpha=alpha, simpo_gamma=args.simpo_gamma,
@@ -104,12 +106,16 @@ def method_config(args: RlhfArguments, common: dict[str, Any], precompute_refere
     elif kind == "orpo":
         from trl.experimental.orpo import ORPOConfig as config_cls
 
+        if args.loss_type:
+            raise ConfigError("--loss_type: orpo has one loss (NLL plus the odds-ratio term); leave it out")
         extra.update(max_length=args.max_length)
     else:
         from trl import GRPOConfig as config_cls
 
         extra.update(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-                     temperature=args.temperature, use_vllm=args.use_vllm, reward_weights=args.reward_weights)
+                     temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or 0,
+                     repetition_penalty=args.repetition_penalty, log_completions=args.log_completions,
+                     use_vllm=args.use_vllm, reward_weights=args.reward_weights)
         if args.loss_type:
             extra["loss_type"] = _one(args.loss_type)
     return config_cls(**common, **extra)
