@@ -119,6 +119,8 @@ def write_adapter_config(folder: Path, config: Mapping[str, Any]) -> None:
 
 
 def read_adapter_config(folder: str | Path) -> dict[str, Any]:
+    """The folder's ``adapter_config.json``, with ``tuner`` filled in where the file leaves it to its
+    ``peft_type`` (``swiftune.peft_quiet``)."""
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise AdapterLoadError(f"{folder}: no {CONFIG_NAME} found; is this an adapter folder?")
@@ -126,7 +128,9 @@ def read_adapter_config(folder: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise AdapterLoadError(f"{path}: expected a JSON object")
-    return data
+    from .peft_quiet import with_implied_tuner
+
+    return with_implied_tuner(data)
 
 
 def read_adapter_weights(folder: str | Path) -> dict[str, torch.Tensor]:

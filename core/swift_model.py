@@ -20,6 +20,7 @@ from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_
 from .config import TunerConfig, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
 from .peft_claims import tuner_for_peft_config
+from .peft_quiet import without_implied_tuner
 from .plugin_defaults import peft_fallback_tuner
 from .rollback import rollback_on_error
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
@@ -304,7 +305,7 @@ class SwiftModel(nn.Module):
             folder = adapter_dir(path, name)
             folder.mkdir(parents=True, exist_ok=True)
             tuner.write_weights(self.model, folder)
-            write_adapter_config(folder, config)
+            write_adapter_config(folder, without_implied_tuner(config))  # PEFT warns about keys it lacks
 
     def load_adapter(
         self, path: str | Path, adapter_name: str = "default", *, active: bool = True,

@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 from swiftune import Swift  # noqa: E402
 from swiftune.errors import ConfigError, NotMergeableError  # noqa: E402
-from swiftune.serialization import CONFIG_NAME  # noqa: E402
+from swiftune.serialization import CONFIG_NAME, read_adapter_config  # noqa: E402
 from swiftune.testing import conformance_tests, model_case  # noqa: E402
 from swiftune.testing.conformance import logits_of, train_steps  # noqa: E402
 from swiftune.tuners.peft_bridge import PeftBridgeConfig  # noqa: E402
@@ -62,7 +62,7 @@ def test_bridge_trains_and_saves_peft_format(method, tmp_path):
     adapted = logits_of(model, CASE)
     model.save_pretrained(tmp_path)
 
-    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    config = read_adapter_config(tmp_path)  # the tuner: written, or implied by peft_type
     assert config["peft_type"] == METHODS[method]["peft_type"] and config["tuner"] == "peft"
     peft_model = peft.PeftModel.from_pretrained(CASE.build(), tmp_path).eval()
     assert type(peft_model.peft_config["default"]).__name__ == type(model.tuners["default"].config.build()).__name__

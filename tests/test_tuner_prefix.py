@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from swiftune import ConfigError, Swift, parse_config
+from swiftune.serialization import read_adapter_config
 from swiftune.testing import model_case
 from swiftune.testing.conformance import train_steps
 from swiftune.tuners.prefix import PrefixConfig
@@ -212,7 +213,7 @@ def test_sft_cli_with_prefix(tmp_path):
                    str(data), "--output-dir", str(out), "--max-steps", "2", "--save-steps", "2", "--val-ratio", "0",
                    *TRAIN_FLAGS)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    config = json.loads((out / "final" / "adapter_config.json").read_text())
+    config = read_adapter_config(out / "final")  # the tuner: written, or implied by peft_type
     assert config["tuner"] == "prefix" and config["num_virtual_tokens"] == 4
     (rows,) = load_file(out / "final" / "adapter_model.safetensors").values()
     assert rows.shape == (4, 2 * 2 * 16) and torch.isfinite(rows).all()
