@@ -87,8 +87,10 @@ FAMILIES: tuple[ModelFamily, ...] = (
             embedding="embeddings.patch_embeddings",
             layers="encoder.layers",
             lm_head="classifier",
-            attention="attention",
-            mlp="mlp|intermediate",
+            # A Swin stage (an element of ``layers``) holds several blocks, each with its attention and
+            # MLP: no single path inside a stage names them.
+            attention=None,
+            mlp=None,
         ),
         # transformers 5.x names (q/k/v/o_proj, mlp.fc1/fc2) and the 4.x ones (query/key/value, dense).
         target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
