@@ -23,11 +23,8 @@ import torch
 from ..data.errors import DataError
 from ..data.multimodal import caption_chat, encode_image_chat, prompt_inputs
 from ..errors import ConfigError
-from ..loading.vision import is_image_text
+from ..loading.vision import is_image_text  # noqa: F401 - sft and infer ask it here
 from .generation import Generator
-
-__all__ = ["is_image_text", "frozen_parts_config", "tokenize_image_rows", "ImageTextCollator", "VisionGenerator",
-           "check_text_only"]
 
 #: kind -> (vision tower prefix, projector prefix) of transformers' module names.
 _PARTS = {"qwen2-vl": ("model.visual", "model.visual.merger"),
