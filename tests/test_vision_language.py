@@ -251,3 +251,20 @@ def test_deploy_eval_and_rlhf_refuse_a_vision_language_model_clearly(models):
 
     with pytest.raises(ConfigError, match="deploy / eval: .* is a vision-language model"):
         load_named([], model=str(models["llava"]), template=None, precision="auto", trust_remote_code=None)
+
+
+def test_rows_without_tags_get_them_in_front_and_a_count_mismatch_names_the_row(data, tmp_path):
+    from swiftune.data import load_datasets
+
+    image = sorted((data / "images").iterdir())[0]
+    rows = [{"messages": [{"role": "user", "content": "What colour ?"}, {"role": "assistant", "content": "red"}],
+             "images": [str(image), str(image)]},
+            {"messages": [{"role": "user", "content": "<image> What colour ?"}, {"role": "assistant", "content": "red"}],
+             "images": [str(image), str(image)]}]
+    file = tmp_path / "rows.jsonl"
+    file.write_text(json.dumps(rows[0]) + "\n")
+    (example,), _ = load_datasets([str(file)], val_ratio=0)
+    assert example["messages"][0]["content"] == "<image><image>What colour ?" and example["images"] == [str(image)] * 2
+    file.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[1]) + "\n")
+    with pytest.raises(DataError, match=rf"{file} line 2: 1 <image> tag\(s\) in the messages for 2 image\(s\)"):
+        load_datasets([str(file)], val_ratio=0)
