@@ -34,6 +34,7 @@ def scale_numbers() -> dict[str, object]:
     from torch import nn
 
     from swiftune import Swift
+    from swiftune.serialization import read_adapter_config
 
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
@@ -51,7 +52,7 @@ def scale_numbers() -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         files = sorted(p.name for p in Path(tmp).iterdir())
-        saved_tuner = json.loads((Path(tmp) / "adapter_config.json").read_text())["tuner"]
+        saved_tuner = read_adapter_config(tmp)["tuner"]
         reloaded = Swift.from_pretrained(fresh, tmp)
         reload_err = (reloaded(x) - 2 * ref).abs().max().item()
     merged = model.merge_and_unload()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from swiftune import Swift
+from swiftune.serialization import read_adapter_config
 
 SWIFTUNE = Path(sys.executable).with_name("swiftune")
 PAIRS = [("Hello", "Hi there !"), ("How are you ?", "I am fine thanks"), ("What is your name ?", "my name is Swifty"),
@@ -72,7 +73,7 @@ def test_sft_trains_ia3_and_saves_peft_files(trained) -> None:
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 30 and sum(losses[-3:]) / 3 < 0.6 * losses[0], losses
     final = trained["run"] / "final"
-    config = json.loads((final / "adapter_config.json").read_text())
+    config = read_adapter_config(final)  # "tuner" is implied by the file's peft_type (PEFT stays quiet)
     assert config["tuner"] == "ia3" and config["peft_type"] == "IA3"
     from safetensors.torch import load_file
 
