@@ -264,3 +264,18 @@ def test_position_wise_methods_refuse_prompt_tuners(tiny, data, tmp_path):
     with pytest.raises(swiftune.ConfigError, match="--ref_model: orpo takes no reference model"):
         swiftune.rlhf(model=str(tiny), dataset=[str(data)], rlhf_type="orpo", ref_model=str(tiny),
                       output_dir=str(tmp_path / "p"), **FAST)
+
+
+def test_sampling_split_and_val_dataset(tiny, data):
+    from transformers import AutoTokenizer
+
+    from swiftune.cli.args import from_python
+    from swiftune.data import get_renderer
+
+    template = get_renderer(AutoTokenizer.from_pretrained(tiny))
+    sampled = RlhfArguments(model=str(tiny), dataset=[f"{data}#5"], val_dataset=[f"{data}#2"], **FAST)
+    train, val = recipe.load_rows(sampled, template)
+    assert (len(train), len(val)) == (5, 2) and {"prompt", "chosen", "rejected"} == set(train[0])
+    split = from_python(RlhfArguments, None, model=str(tiny), dataset=[str(data)], split_dataset_ratio=0.25)
+    train, val = recipe.load_rows(split, template)
+    assert (len(train), len(val)) == (6, 2)
