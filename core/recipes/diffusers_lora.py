@@ -64,6 +64,18 @@ def write_diffusers_lora(config: dict[str, Any], weights: dict[str, torch.Tensor
     return path
 
 
+def write_diffusers_lora_of(folder: Path) -> Path | None:
+    """diffusers' file beside the swiftune adapter saved in ``folder``, when it is a plain LoRA."""
+    from ..serialization import read_adapter_config, read_adapter_weights
+
+    if not (folder / "adapter_config.json").is_file():
+        return None
+    config = read_adapter_config(folder)
+    if config.get("tuner") != "lora":
+        return None
+    return write_diffusers_lora(config, read_adapter_weights(folder), folder)
+
+
 def read_diffusers_lora(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors with PEFT key names under ``unet.`` / ``text_encoder.``, one LoRA config) of a diffusers
     LoRA file; the rank and alpha come from its metadata, else from the shapes (alpha = rank, as diffusers)."""

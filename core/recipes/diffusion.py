@@ -16,13 +16,13 @@ import torch
 
 from ..errors import ConfigError
 from .arguments import InferArguments, SftArguments
-from .diffusers_lora import WEIGHT_NAME, diffusers_to_adapter_folder, write_diffusers_lora
+from .diffusers_lora import WEIGHT_NAME, diffusers_to_adapter_folder, write_diffusers_lora_of
 from .diffusion_model import DenoiserLoss, denoiser_of, diffusion_tuner_args, freeze_outside_denoiser, load_pipeline
 from .task_run import TaskSetup, run_task
 from .trainer import SwiftTrainer
 
 #: Tuners checked on a Stable Diffusion UNet (train, save, reload with equal outputs).
-DENOISER_TUNERS = ("lora (also use_dora)", "adapter", "bitfit", "part", "full", "peft (e.g. LoHa, IA3)")
+DENOISER_TUNERS = "lora (also use_dora), adapter, bitfit, part, full, peft (e.g. LoHa, IA3)"
 
 
 class CaptionImages(torch.utils.data.Dataset):
@@ -84,11 +84,7 @@ class DiffusionTrainer(SwiftTrainer):
         super()._write_adapters(swift, output_dir)
         if not self.args.should_save:
             return
-        from ..serialization import read_adapter_config, read_adapter_weights
-
-        folder = Path(output_dir or self.args.output_dir)
-        if (folder / "adapter_config.json").is_file() and read_adapter_config(folder).get("tuner") == "lora":
-            write_diffusers_lora(read_adapter_config(folder), read_adapter_weights(folder), folder)
+        write_diffusers_lora_of(Path(output_dir or self.args.output_dir))
 
 
 def default_resolution(pipe: Any) -> int:
@@ -127,14 +123,14 @@ def prepare_denoiser(denoiser: DenoiserLoss, tuner_config: Any, args: SftArgumen
 
     if _needs_transformers(tuner_config):
         raise ConfigError(f"--tuner {args.tuner}: it needs a transformers model (prompt / prefix tokens); a diffusion "
-                          f"UNet has none. Text-to-image takes: {', '.join(DENOISER_TUNERS)}")
+                          f"UNet has none. Text-to-image takes: {DENOISER_TUNERS}")
     try:
         swift = Swift.prepare(denoiser, tuner_config, adapter_dtype=args.adapter_dtype)
     except SwiftuneError:
         raise
     except Exception as exc:  # noqa: BLE001 - a tuner written for transformers models fails in its own way
         raise ConfigError(f"--tuner {args.tuner}: cannot be put on a diffusers UNet ({type(exc).__name__}: {exc}); "
-                          f"text-to-image takes: {', '.join(DENOISER_TUNERS)}") from exc
+                          f"text-to-image takes: {DENOISER_TUNERS}") from exc
     freeze_outside_denoiser(swift, args.train_text_encoder)
     return swift
 
