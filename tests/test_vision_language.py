@@ -268,3 +268,25 @@ def test_rows_without_tags_get_them_in_front_and_a_count_mismatch_names_the_row(
     file.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[1]) + "\n")
     with pytest.raises(DataError, match=rf"{file} line 2: 1 <image> tag\(s\) in the messages for 2 image\(s\)"):
         load_datasets([str(file)], val_ratio=0)
+
+
+def test_max_pixels_caps_qwen2_vl_image_tokens_and_infer_reuses_it(models, data, tmp_path):
+    from PIL import Image
+
+    from swiftune.errors import ConfigError
+    from swiftune.recipes.infer import build_generator
+    from swiftune.recipes.sft import run_sft
+    from swiftune.recipes.vision import limit_pixels
+
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    _, processor = load_model(str(models["qwen2-vl"]))
+    assert processor.process_images([image])[1] == [4]  # 4x4 patches, merged 2x2
+    limit_pixels(processor, 28 * 28)
+    pixels, counts = processor.process_images([image])
+    assert counts == [1] and pixels["image_grid_thw"].tolist() == [[1, 2, 2]]
+    with pytest.raises(ConfigError, match="--max_pixels: for Qwen2-VL"):
+        limit_pixels(load_model(str(models["llava"]))[1], 28 * 28)
+
+    run_sft(sft_args(models["qwen2-vl"], str(data / "train.jsonl"), tmp_path / "run", max_steps=1, max_pixels=28 * 28))
+    generator = build_generator(InferArguments(adapter=[str(tmp_path / "run")]))
+    assert generator.processor.max_pixels == 28 * 28

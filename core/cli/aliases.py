@@ -188,7 +188,6 @@ UNSUPPORTED: Mapping[str, str] = {
     "neftune_noise_alpha": "NEFTune noise is not implemented",
     "use_liger_kernel": "swiftune fuses the LM head into the loss itself (--fused-head-loss)",
     "sequence_parallel_size": "sequence parallelism is not implemented",
-    "max_pixels": "images are resized as the model's image processor says (max_pixels in its preprocessor_config.json)",
     "agent_template": "tool-calling templates are not implemented",
     "hub_token": "log in with huggingface-cli / modelscope login instead",
     "push_to_hub": "upload the output folder with the hub's own client",

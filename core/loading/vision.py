@@ -53,6 +53,8 @@ class ImageTextProcessor:
     #: LLaVA: the vision tower's patch size and the tokens it adds (CLS) or drops (strategy "default").
     patch_size: int = 14
     extra_tokens: int = 0
+    #: Qwen2-VL: the largest image area in pixels (ms-swift's max_pixels); None: the image processor's own.
+    max_pixels: int | None = None
 
     @property
     def image_token_id(self) -> int:
@@ -62,7 +64,11 @@ class ImageTextProcessor:
         """(the model's pixel inputs as tensors, the number of image tokens of each image)."""
         if not images:
             return {}, []
-        out = dict(self.image_processor(images=list(images), return_tensors="pt"))
+        kwargs = {}
+        if self.max_pixels is not None:
+            size = self.image_processor.size
+            kwargs["size"] = {"shortest_edge": min(size["shortest_edge"], self.max_pixels), "longest_edge": self.max_pixels}
+        out = dict(self.image_processor(images=list(images), return_tensors="pt", **kwargs))
         if self.kind == "qwen2-vl":
             grid = out["image_grid_thw"]
             counts = [int(g.prod()) // self.merge_size**2 for g in grid]

@@ -103,6 +103,7 @@ class SftArguments(CommandArguments):
     # -- vision-language models (Qwen2-VL, LLaVA; ms-swift's names) -------------------------------
     freeze_vit: bool = Field(True, description="vision-language models: keep the vision tower out of the tuner (false: LoRA etc. cover it too, or --tuner full trains it)")
     freeze_aligner: bool = Field(True, description="vision-language models: keep the projector between vision tower and language model (Qwen2-VL's merger, LLaVA's multi_modal_projector) out of the tuner")
+    max_pixels: int | None = Field(None, ge=1, description="Qwen2-VL / Qwen2.5-VL: resize larger images down to at most this many pixels (default: the model's preprocessor_config.json); infer reuses the run's")
 
     lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
     warmup_steps: float = Field(0.05, ge=0, description="warmup steps, or a fraction of all steps when < 1")
@@ -188,6 +189,7 @@ class InferArguments(GenerationArguments):
     max_length: int = Field(2048, ge=8, description="prompt tokens kept (the history is cut from the front)")
     stream: bool = Field(True, description="print chat tokens as they are generated")
     images: list[str] = Field(default_factory=list, description="vision-language models, chat: image files that go with the first message (where its <image> tags are, else in front)")
+    max_pixels: int | None = Field(None, ge=1, description="Qwen2-VL / Qwen2.5-VL: resize larger images down to at most this many pixels (default: the sft run's, else the model's)")
     task: Literal["causal-lm", "text-to-image"] = Field("causal-lm", description="text-to-image: draw --prompt with a Stable Diffusion pipeline (--model) and its adapter into the image file --output")
     prompt: str | None = Field(None, description="text-to-image: what to draw")
     negative_prompt: str | None = Field(None, description="text-to-image: what to steer away from")

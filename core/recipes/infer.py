@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..files import naming_file
 from .arguments import InferArguments
 from .generation import Generator
-from .vision import VisionGenerator, is_image_text, row_images
+from .vision import VisionGenerator, is_image_text, limit_pixels, row_images
 
 log = logging.getLogger("swiftune.infer")
 #: How many skipped rows a report lists one by one (the count is always exact).
@@ -58,6 +58,7 @@ def build_generator(args: InferArguments) -> Generator:
         model = model.to("cuda")
     model.eval()
     if is_image_text(built.tokenizer):  # a vision-language model: prompts carry images (vision.py)
+        limit_pixels(built.tokenizer, args.max_pixels or built.run_args.get("max_pixels"))
         return VisionGenerator(model, built.tokenizer, built.template, args.max_length, images=args.images)
     if args.images:
         raise ConfigError(f"--images: {built.base} is not a vision-language model (swiftune list models)")

@@ -253,6 +253,7 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     processor = tokenizer if vision.is_image_text(tokenizer) else None  # a vision-language model: see vision.py
     tokenizer = processor.tokenizer if processor else tokenizer
+    vision.limit_pixels(processor, args.max_pixels)
     template = bridge.resolve_template(args.template, model, tokenizer)
     train_rows, val_rows = bridge.load_train_val(
         args.dataset, args.val_dataset, seed=args.seed, val_ratio=args.val_ratio, skip_bad_rows=args.skip_bad_rows

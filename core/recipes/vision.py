@@ -58,6 +58,15 @@ def frozen_parts_config(tuner_config: Any, kind: str, freeze_vit: bool, freeze_a
     return tuner_config.model_copy(update={field: regex})
 
 
+def limit_pixels(processor: Any, max_pixels: int | None) -> None:
+    """Apply ``--max_pixels`` (Qwen2-VL's image area cap); other models take fixed-size images."""
+    if max_pixels is None or processor is None:
+        return
+    if processor.kind != "qwen2-vl":
+        raise ConfigError("--max_pixels: for Qwen2-VL / Qwen2.5-VL only (LLaVA resizes every image to one size)")
+    processor.max_pixels = max_pixels
+
+
 def check_text_only(rows: Sequence[dict], model: str) -> None:
     """A text-only model must not silently drop the images of image rows."""
     if any(r.get("images") or ("image" in r and "messages" not in r) for r in rows):
