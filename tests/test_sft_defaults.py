@@ -9,7 +9,8 @@ from swiftune.recipes import sft_defaults
 from swiftune.recipes.arguments import SftArguments
 
 
-@pytest.mark.parametrize("tuner, expected", [("lora", 1e-3), ("adapter", 1e-3), ("prefix", 1e-2), ("prompt", 3e-2)])
+@pytest.mark.parametrize("tuner, expected", [("lora", 5e-4), ("qlora", 5e-4), ("adapter", 1e-3), ("prefix", 1e-2),
+                                             ("prompt", 3e-2)])
 def test_learning_rate_follows_the_tuner(tuner: str, expected: float) -> None:
     assert sft_defaults.learning_rate(from_python(SftArguments, tuner=tuner)) == pytest.approx(expected)
     # The command line's arguments go through from_python again (swiftune.sft(args)): still a default.
@@ -33,3 +34,12 @@ def test_loss_smoothing_follows_a_short_run() -> None:
     smoothed = smooth(long)
     assert smoothed[-1] == pytest.approx(long[-1], rel=0.5) and smoothed[-1] > long[-1]
     assert smooth(long, 0.0) == pytest.approx(long)
+
+
+def test_sft_lora_alpha_is_32_unless_given() -> None:
+    from swiftune.tuners.lora import LoraConfig
+
+    assert parse_command(SftArguments, [], prog="swiftune sft").tuner_config().lora_alpha == 32
+    assert parse_command(SftArguments, ["--lora_alpha", "8"], prog="swiftune sft").tuner_config().lora_alpha == 8
+    assert parse_command(SftArguments, ["--tuner", "qlora"], prog="swiftune sft").tuner_config().lora_alpha == 32
+    assert LoraConfig().lora_alpha == 8  # the Python API keeps PEFT's default

@@ -93,7 +93,7 @@ class SftArguments(CommandArguments):
     per_device_train_batch_size: int = Field(2, ge=1, description="examples per device and micro-batch")
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="default: the train batch size")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
-    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (the default suits small models and the demo; 1e-4 to 2e-4 for billion-parameter ones)")
+    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (default: 5e-4 for LoRA-family tuners, whose lora_alpha is 32 in sft; 1e-3 for other tuners, scaled up for prompt (3e-2) and prefix (1e-2); 1e-4 to 2e-4 suit billion-parameter models)")
     # -- images (text-to-image, image-classification) --------------------------------------------
     resolution: int | None = Field(None, ge=8, description="text-to-image: training image size in pixels (default: the pipeline's, UNet sample size x VAE scale)")
     center_crop: bool = Field(True, description="text-to-image: crop the middle of each resized image (false: a random crop)")
@@ -106,7 +106,7 @@ class SftArguments(CommandArguments):
     max_pixels: int | None = Field(None, ge=1, description="Qwen2-VL / Qwen2.5-VL: resize larger images down to at most this many pixels (default: the model's preprocessor_config.json); infer reuses the run's")
 
     lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
-    warmup_steps: float = Field(0.05, ge=0, description="warmup steps, or a fraction of all steps when < 1")
+    warmup_steps: float = Field(0.0, ge=0, description="warmup steps, or a fraction of all steps when < 1 (a warmup's first step runs at learning rate 0)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping norm (0: off)")
     optim: str = Field("adamw_torch", description="Trainer optimizer name")
@@ -155,10 +155,13 @@ class SftArguments(CommandArguments):
         from .. import registries
         from ..config import parse_config
 
+        from .sft_defaults import tuner_defaults
+
         fields = registries.tuners.get(self.tuner).config_class.model_fields
         shared = {k: getattr(self, k) for k in self.model_fields_set & set(fields)
                   if k not in self.tuner_args and k not in ("tuner", "tuner_args")}
-        return parse_config({**shared, **self.tuner_args, "tuner": self.tuner})
+        recipe = tuner_defaults(fields, {**shared, **self.tuner_args})
+        return parse_config({**recipe, **shared, **self.tuner_args, "tuner": self.tuner})
 
 
 class GenerationArguments(CommandArguments):
