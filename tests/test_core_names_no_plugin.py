@@ -11,12 +11,12 @@ from typing import Literal
 
 import pytest
 
-import swiftune
 from swiftune import registries
 from swiftune.errors import ConfigError
 from swiftune.plugin_defaults import default_dataset, default_model, default_tuner, fallback_template, peft_fallback_tuner
 from swiftune.recipes.arguments import SftArguments
 from swiftune.tuners.lora import Lora, LoraConfig
+from tuner_plugins import plugin  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
@@ -94,33 +94,9 @@ def test_the_demo_is_what_the_plugins_mark():
     assert [n for n, t in registries.tuners.items() if vars(t).get("default_of_kind")] == [default_tuner()]
 
 
-class _Plugin:
-    def __init__(self, *tuners: type) -> None:
-        self.tuners = tuners
-
-    @swiftune.hookimpl
-    def register_tuners(self, register):
-        for tuner in self.tuners:
-            register(tuner)
-
-
 def _default_tuner_class(name: str) -> type[Lora]:
     config = type(f"{name}_config", (LoraConfig,), {"__annotations__": {"tuner": Literal[name]}, "tuner": name})
     return type(f"{name}_tuner", (Lora,), {"name": name, "config_class": config, "default_of_kind": True})
-
-
-@pytest.fixture
-def plugin():
-    registries.tuners.names()
-    added: list[str] = []
-
-    def add(name: str, *tuners: type) -> None:
-        registries.host.add_plugin(_Plugin(*tuners), name=name, distribution=f"swiftune-{name}")
-        added.append(name)
-
-    yield add
-    for name in added:
-        registries.host.remove_plugin(name)
 
 
 def test_a_third_party_default_stands_in_only_where_no_builtin_is_marked(plugin, monkeypatch):

@@ -9,14 +9,14 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-import swiftune
-from swiftune import Swift, registries
+from swiftune import Swift
 from swiftune.cli.plugins_cmd import run_plugins
 from swiftune.errors import ConfigError
 from swiftune.peft_claims import claim_conflicts, tuner_for_peft_config
 from swiftune.swift_model import config_from_disk
 from swiftune.testing import model_case
 from swiftune.tuners.lora import Lora, LoraConfig
+from tuner_plugins import plugin  # noqa: F401 - the fixture
 
 LORA_FILE = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["fc1"]}
 
@@ -28,30 +28,6 @@ def _lora_like(name: str, peft_type: str | None, claim: dict[str, Any] | None = 
         attrs["__annotations__"]["peft_claim_fields"] = ClassVar[dict]
     config = type(f"{name}_config", (LoraConfig,), attrs)
     return type(f"{name}_tuner", (Lora,), {"name": name, "config_class": config})
-
-
-class _Plugin:
-    def __init__(self, *tuners: type) -> None:
-        self.tuners = tuners
-
-    @swiftune.hookimpl
-    def register_tuners(self, register):
-        for tuner in self.tuners:
-            register(tuner)
-
-
-@pytest.fixture
-def plugin():
-    registries.tuners.names()
-    added: list[str] = []
-
-    def add(name: str, *tuners: type) -> None:
-        registries.host.add_plugin(_Plugin(*tuners), name=name, distribution=f"swiftune-{name}")
-        added.append(name)
-
-    yield add
-    for name in added:
-        registries.host.remove_plugin(name)
 
 
 @pytest.mark.parametrize("name", ["alora", "zlora"])  # before and after 'lora' in alphabetical order
