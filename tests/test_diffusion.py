@@ -300,3 +300,25 @@ def test_sdxl_lora_trains_and_loads_in_diffusers(data, tmp_path):
         assert not torch.allclose(plain.unet(latents, 10, hidden, added_cond_kwargs=added).sample, expected, atol=1e-4)
         torch.testing.assert_close(theirs.text_encoder_2(ids)[0], ours.text_encoder_2(ids)[0], rtol=1e-5, atol=1e-6)
         assert not torch.allclose(plain.text_encoder_2(ids)[0], ours.text_encoder_2(ids)[0], atol=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(sd, data):
+    from swiftune.config import parse_config
+
+    batch = {k: v[:2] for k, v in caption_batch(sd, data).items()}
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(1)  # the same random LoRA weights both times
+        swift = Swift.prepare(denoiser_of(load_pipeline(str(sd))), parse_config(
+            {"tuner": "lora", "init_lora_weights": False, "target_modules": r"(unet|text_encoder)\..*(to_q|q_proj)"}))
+        swift.train()
+        if checkpointing:
+            swift.activation_checkpointing_enable()
+            assert swift.is_activation_checkpointing
+        torch.manual_seed(0)
+        swift(**batch)["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in swift.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and any("text_encoder" in n for n in grads[0])
+    for name, grad in grads[0].items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6)

@@ -50,6 +50,22 @@ class DenoiserLoss(nn.Module):
             raise ConfigError(f"scheduler prediction_type '{prediction}': text-to-image training supports epsilon and v_prediction")
         self.prediction_type = prediction
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict | None = None, **_: Any) -> None:
+        """``--gradient-checkpointing``, called by the Trainer: the UNet's (and trained text encoders') blocks
+        recompute their activations in backward."""
+        self.unet.enable_gradient_checkpointing()
+        for encoder in (self.text_encoder, getattr(self, "text_encoder_2", None)):
+            if encoder is not None and any(p.requires_grad for p in encoder.parameters()):
+                enable = getattr(encoder, "activation_checkpointing_enable", None)  # transformers >= 5 name
+                if enable is not None:
+                    enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                else:
+                    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    @property
+    def is_activation_checkpointing(self) -> bool:
+        return bool(getattr(self.unet, "is_gradient_checkpointing", False))
+
     @property
     def is_sdxl(self) -> bool:
         return hasattr(self, "text_encoder_2")

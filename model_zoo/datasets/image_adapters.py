@@ -14,6 +14,9 @@ class _ImageAdapter(DatasetAdapter):
         value = self.get(row, "image")
         if isinstance(value, Mapping) and isinstance(value.get("path"), str):  # datasets' Image feature, decoded off
             value = value["path"]
+        if not isinstance(value, str) and (hasattr(value, "getpixel") or isinstance(value, Mapping) and value.get("bytes")):
+            raise DataError("field 'image' holds the image itself (a decoded or embedded image, as hub datasets with an "
+                            "Image column give); swiftune reads image files: save the images and give their paths")
         if not isinstance(value, str) or not value.strip():
             raise DataError(f"field 'image' must be a path to an image file, got {value!r:.40}")
         return value
