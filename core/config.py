@@ -96,9 +96,19 @@ class TunerConfig(BaseModel):
             else:
                 raise ConfigError(
                     f"{name}: field '{key}' = {value!r} in the adapter config is not supported by "
-                    f"swiftune's '{name}' tuner (the 'peft' bridge tuner runs PEFT's own implementation)"
+                    f"swiftune's '{name}' tuner ({_peft_fallback_hint()})"
                 )
         return validate_config(cls, clean)
+
+
+def _peft_fallback_hint() -> str:
+    """Where such a file can go instead: the tuner that runs PEFT's own implementation, if installed."""
+    from .plugin_defaults import peft_fallback_tuner
+
+    try:
+        return f"the '{peft_fallback_tuner()}' bridge tuner runs PEFT's own implementation"
+    except ConfigError:
+        return "no installed tuner runs PEFT's own implementation"
 
 
 def format_validation_error(tuner: str, exc: ValidationError, source: str | None = None) -> str:

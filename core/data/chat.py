@@ -78,7 +78,7 @@ class JinjaRenderer:
             if not (upto.startswith(before) and full.startswith(upto)):
                 raise DataError(
                     f"the tokenizer's chat template renders turn {i} differently once later turns follow, so the "
-                    "assistant tokens cannot be located; pass a registered template (e.g. template='chatml')"
+                    "assistant tokens cannot be located; pass a registered template (swiftune list templates)"
                 )
             end = len(upto.rstrip())
             if end > len(before):
