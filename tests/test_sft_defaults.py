@@ -43,3 +43,10 @@ def test_sft_lora_alpha_is_32_unless_given() -> None:
     assert parse_command(SftArguments, ["--lora_alpha", "8"], prog="swiftune sft").tuner_config().lora_alpha == 8
     assert parse_command(SftArguments, ["--tuner", "qlora"], prog="swiftune sft").tuner_config().lora_alpha == 32
     assert LoraConfig().lora_alpha == 8  # the Python API keeps PEFT's default
+
+
+def test_a_command_with_its_own_default_keeps_it() -> None:
+    from swiftune.recipes.rlhf_arguments import RlhfArguments
+
+    args = from_python(RlhfArguments, tuner="prompt", dataset=["prefs.jsonl"])
+    assert sft_defaults.learning_rate(args) == RlhfArguments.model_fields["learning_rate"].default

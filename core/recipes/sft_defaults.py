@@ -30,7 +30,8 @@ RECIPE_TUNER_DEFAULTS: Mapping[str, Any] = {"lora_alpha": 32}
 
 def learning_rate(args: Any) -> float:
     """The peak learning rate of an sft run: the one given, else sft's, scaled for the tuner."""
-    if "learning_rate" in args.model_fields_set:
+    own_default = type(args).model_fields["learning_rate"].default != LORA_LEARNING_RATE
+    if "learning_rate" in args.model_fields_set or own_default:  # given, or a command's own (rlhf: 1e-4)
         return args.learning_rate
     from .. import registries
     from ..tuner import Tuner
