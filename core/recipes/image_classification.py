@@ -37,10 +37,10 @@ class LabelledImages(torch.utils.data.Dataset):
 
 
 def class_names(labels: list[Any]) -> list[str]:
-    """The classes of the data, in index order: 0..k-1 when the labels are those integers, else sorted."""
+    """The classes of the data, in index order: integer labels in numeric order, names sorted."""
     found = set(labels)
-    if all(isinstance(x, int) for x in found) and found == set(range(len(found))):
-        return [str(i) for i in range(len(found))]
+    if all(isinstance(x, int) for x in found):  # 0..k-1 keep their indices; other integers in numeric order
+        return [str(i) for i in sorted(found)]
     return sorted({str(x) for x in found})
 
 
