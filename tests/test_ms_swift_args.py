@@ -153,7 +153,7 @@ def test_infer_aliases() -> None:
     assert (args.input, args.output, args.batch_size, args.merge, args.precision) == ("q.jsonl", "r.jsonl", 4, True, "fp32")
     assert infer("--infer_backend", "pt").adapter == []
     message = error(infer, "--infer_backend", "vllm")
-    assert message.startswith("--infer-backend vllm: swiftune generates with transformers only (supported: transformers, pt)")
+    assert message.startswith("--infer-backend vllm: this command generates with transformers only (supported: transformers, pt)")
     assert "installed" in message
 
 

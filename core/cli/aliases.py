@@ -147,8 +147,8 @@ class Accepted:
 def _backends_message(value: str) -> str:
     installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
     have = f"installed here: {', '.join(installed)}" if installed else "none of vllm, sglang, lmdeploy is installed here"
-    return (f"--infer-backend {value}: swiftune generates with transformers only (supported: transformers, pt); "
-            f"{have}, and swiftune does not drive them yet")
+    return (f"--infer-backend {value}: this command generates with transformers only (supported: transformers, pt); "
+            f"{have} (swiftune deploy --infer_backend vllm serves with vLLM where it is installed)")
 
 
 ACCEPTED: tuple[Accepted, ...] = (
