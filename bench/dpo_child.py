@@ -74,6 +74,7 @@ def main() -> None:
     p.add_argument("--answer-words", type=int, default=192)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, fp32 weights")
     a = p.parse_args()
 
     import torch
@@ -105,19 +106,19 @@ def main() -> None:
     n = a.batch * (a.steps + 1)
     data = rows(n, a.prompt_words, a.answer_words)
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-dpo-{os.getpid()}"
-    args = RlhfArguments(model="bench", dataset=["bench"], precision="fp32", per_device_train_batch_size=a.batch,
+    args = RlhfArguments(model="bench", dataset=["bench"], precision=a.precision, per_device_train_batch_size=a.batch,
                          gradient_accumulation_steps=1, max_steps=a.steps + 1, val_ratio=0.0, logging_steps=1000,
                          save_steps=10_000, max_length=a.prompt_words + a.answer_words + 16)
     clock = StepClock()
     t0 = (_cpu(), time.perf_counter())
     if a.contender == "swiftune":
         swift = Swift.prepare(model, lora_dict(shape))
-        trainer = rlhf.make_trainer(args, swift, None, tokenizer, data, [], out, "fp32", callbacks=[clock])
+        trainer = rlhf.make_trainer(args, swift, None, tokenizer, data, [], out, a.precision, callbacks=[clock])
     else:
         cfg = lora_dict(shape)
         lora = peft.LoraConfig(r=cfg["r"], lora_alpha=cfg["lora_alpha"], lora_dropout=0.0, target_modules="all-linear")
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-        config = method_config(args, training_kwargs(args, out, "fp32", False), precompute_reference=False)
+        config = method_config(args, training_kwargs(args, out, a.precision, False), precompute_reference=False)
         trainer = DPOTrainer(model=model, ref_model=reference, args=config, train_dataset=Dataset.from_list(data),
                              processing_class=tokenizer, peft_config=lora, callbacks=[clock])
     setup_cpu, setup_wall = _cpu() - t0[0], time.perf_counter() - t0[1]
