@@ -93,6 +93,11 @@ def check_tuner(args: RlhfArguments, swift: Any) -> None:
     if prompt and args.rlhf_type in ("orpo", "cpo", "simpo"):
         raise ConfigError(f"--tuner {prompt[0]}: {args.rlhf_type}'s trainer compares logits with the labels position by "
                           "position, which virtual tokens shift; use dpo / kto / grpo, or a non-prompt tuner")
+    source = str(getattr(swift.model.config, "_name_or_path", "") or "")
+    if args.rlhf_type == "grpo" and needs_reference(args) and not (Path(source).is_dir() or "/" in source):
+        raise ConfigError(f"--beta {args.method_beta()}: GRPO's KL term makes TRL load a reference copy from the "
+                          f"model's folder or hub id, and {args.model} has neither ({source or 'none'}); pass a model "
+                          "folder (e.g. one written by swiftune export) or --beta 0")
     head = swift.model.get_output_embeddings()
     if head is not None and any(p.requires_grad for p in head.parameters()) and len(list(head.children())):
         raise ConfigError("the tuner wraps the LM head, which TRL's log-probabilities bypass (they read its weight "
