@@ -322,3 +322,54 @@ def test_gradient_checkpointing_gives_the_same_gradients(sd, data):
     for name, grad in grads[0].items():
         assert grad.abs().sum() > 0, name
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_sd3_flow_matching_lora_loads_in_diffusers(data, tmp_path):
+    """SD3: a diffusion transformer trained by flow matching; LoRA keys under ``transformer.``."""
+    import torch.nn.functional as F
+    from diffusers import StableDiffusion3Pipeline
+
+    from swiftune.testing.diffusion import tiny_sd3_pipeline
+
+    tiny_sd3_pipeline(tmp_path / "sd3")
+    # The loss is rectified flow matching: predict noise - latents at (1 - sigma) latents + sigma noise.
+    pipe = load_pipeline(str(tmp_path / "sd3"))
+    loss_module = denoiser_of(pipe)
+    ids = torch.tensor(pipe.tokenizer(["a red square"], padding="max_length", max_length=16).input_ids)
+    ids3 = torch.tensor(pipe.tokenizer_3(["a red square"], padding="max_length", max_length=256).input_ids)
+    pixels = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.manual_seed(2)
+        loss = loss_module(pixel_values=pixels, input_ids=ids, input_ids_2=ids, input_ids_3=ids3)["loss"]
+        torch.manual_seed(2)
+        latents = pipe.vae.encode(pixels).latent_dist.sample()
+        latents = (latents - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor
+        noise = torch.randn_like(latents)
+        index = (torch.sigmoid(torch.randn(1)) * 100).long()
+        sigma = loss_module.noise_scheduler.sigmas[index].view(-1, 1, 1, 1)
+        prompt, _, pooled, _ = pipe.encode_prompt("a red square", "a red square", "a red square",
+                                                  do_classifier_free_guidance=False)
+        prediction = pipe.transformer(hidden_states=(1 - sigma) * latents + sigma * noise,
+                                      timestep=loss_module.noise_scheduler.timesteps[index], encoder_hidden_states=prompt,
+                                      pooled_projections=pooled).sample
+    torch.testing.assert_close(loss, F.mse_loss(prediction, noise - latents))
+
+    run = tmp_path / "run"
+    run_sft(SftArguments(task="text-to-image", model=str(tmp_path / "sd3"), dataset=[str(data)], output_dir=str(run),
+                         tuner="lora", train_text_encoder=True, max_steps=4, per_device_train_batch_size=4,
+                         gradient_accumulation_steps=1, learning_rate=2e-2, save_steps=4))
+    theirs = StableDiffusion3Pipeline.from_pretrained(str(tmp_path / "sd3"), use_safetensors=True)
+    theirs.load_lora_weights(str(run / "final"))
+    ours = load_pipeline(str(tmp_path / "sd3"))
+    Swift.from_pretrained(denoiser_of(ours), run / "final")
+    gen = torch.Generator().manual_seed(0)
+    inputs = dict(hidden_states=torch.randn(1, 4, 8, 8, generator=gen), timestep=torch.tensor([500.0]),
+                  encoder_hidden_states=torch.randn(1, 20, 32, generator=gen), pooled_projections=torch.randn(1, 32, generator=gen))
+    with torch.no_grad():
+        expected = ours.transformer(**inputs).sample
+        torch.testing.assert_close(theirs.transformer(**inputs).sample, expected, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(pipe.transformer(**inputs).sample, expected, atol=1e-4)
+        torch.testing.assert_close(theirs.text_encoder(ids)[0], ours.text_encoder(ids)[0], rtol=1e-5, atol=1e-6)
+    out = tmp_path / "sd3.png"
+    assert cli.main(["infer", "--task", "text-to-image", "--adapter", str(run), "--prompt", "a red square",
+                     "--output", str(out), "--num-inference-steps", "2"]) == 0 and out.stat().st_size > 0

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 METADATA_KEY = "lora_adapter_metadata"
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 _PEFT_PREFIX = "base_model.model."
 #: LoraConfig fields diffusers' metadata carries (the rest of swiftune's config is bookkeeping).
 _CONFIG_FIELDS = ("r", "lora_alpha", "lora_dropout", "use_rslora", "use_dora", "init_lora_weights")

@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError
 from .arguments import InferArguments, SftArguments
 from .diffusers_lora import WEIGHT_NAME, diffusers_to_adapter_folder, write_diffusers_lora_of
-from .diffusion_model import DenoiserLoss, denoiser_of, diffusion_tuner_args, freeze_outside_denoiser, load_pipeline
+from .diffusion_model import denoiser_of, diffusion_tuner_args, freeze_outside_denoiser, load_pipeline
 from .task_run import TaskSetup, run_task
 from .trainer import SwiftTrainer
 
@@ -27,13 +27,14 @@ DENOISER_TUNERS = "lora (also use_dora), adapter, bitfit, part, full, peft (e.g.
 
 class CaptionImages(torch.utils.data.Dataset):
     """``image_caption`` examples -> ``pixel_values`` in [-1, 1] (resized, cropped, maybe flipped) and
-    the caption's ``input_ids`` padded to the tokenizer's length; for SDXL (``tokenizer_2``) also
-    ``input_ids_2`` and ``time_ids`` (original size, crop corner, target size, as SDXL was trained)."""
+    the caption's ``input_ids`` padded to the tokenizer's length; with ``tokenizer_2`` (SDXL, SD3) also
+    ``input_ids_2``, with ``tokenizer_3`` (SD3's T5) ``input_ids_3``, and with ``time_ids`` (SDXL) the
+    original size, crop corner and target size SDXL was trained with."""
 
     def __init__(self, examples: list[dict[str, Any]], tokenizer: Any, resolution: int, center_crop: bool,
-                 random_flip: bool, tokenizer_2: Any = None) -> None:
-        self.examples, self.tokenizer, self.tokenizer_2 = examples, tokenizer, tokenizer_2
-        self.resolution, self.center_crop, self.random_flip = resolution, center_crop, random_flip
+                 random_flip: bool, tokenizer_2: Any = None, tokenizer_3: Any = None, time_ids: bool = False) -> None:
+        self.examples, self.tokenizer, self.tokenizer_2, self.tokenizer_3 = examples, tokenizer, tokenizer_2, tokenizer_3
+        self.resolution, self.center_crop, self.random_flip, self.time_ids = resolution, center_crop, random_flip, time_ids
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -63,8 +64,8 @@ class CaptionImages(torch.utils.data.Dataset):
         return data.permute(2, 0, 1).float() / 127.5 - 1.0, [*original, top, left, self.resolution, self.resolution]
 
     @staticmethod
-    def _ids(tokenizer: Any, text: str) -> torch.Tensor:
-        return tokenizer(text, max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+    def _ids(tokenizer: Any, text: str, length: int | None = None) -> torch.Tensor:
+        return tokenizer(text, max_length=length or tokenizer.model_max_length, padding="max_length", truncation=True,
                          return_tensors="pt").input_ids[0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -73,6 +74,11 @@ class CaptionImages(torch.utils.data.Dataset):
         item = {"pixel_values": pixels, "input_ids": self._ids(self.tokenizer, example["text"])}
         if self.tokenizer_2 is not None:
             item["input_ids_2"] = self._ids(self.tokenizer_2, example["text"])
+        if self.tokenizer_3 is not None:
+            from .flow_match import MAX_SEQUENCE_LENGTH
+
+            item["input_ids_3"] = self._ids(self.tokenizer_3, example["text"], MAX_SEQUENCE_LENGTH)
+        if self.time_ids:
             item["time_ids"] = torch.tensor(time_ids, dtype=torch.float32)
         return item
 
@@ -88,7 +94,8 @@ class DiffusionTrainer(SwiftTrainer):
 
 
 def default_resolution(pipe: Any) -> int:
-    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    return int(denoiser.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
 
 
 def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
@@ -99,12 +106,15 @@ def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
     pipe = load_pipeline(args.model)
     denoiser = denoiser_of(pipe)
     fields = set(registries.tuners.get(args.tuner).config_class.model_fields)
-    tuner_args = diffusion_tuner_args(args.tuner_args, args.train_text_encoder, fields)
+    tuner_args = diffusion_tuner_args(args.tuner_args, args.train_text_encoder, fields, denoiser.denoiser_name,
+                                      denoiser.default_targets)
     tuner_config = parse_config({**tuner_args, "tuner": args.tuner})
     rows = load_image_datasets(args.dataset, "image_caption", seed=args.seed, skip_bad_rows=args.skip_bad_rows)
     resolution = args.resolution or default_resolution(pipe)
     train = CaptionImages(rows.train, pipe.tokenizer, resolution, args.center_crop, args.random_flip,
-                          tokenizer_2=getattr(pipe, "tokenizer_2", None) if denoiser.is_sdxl else None)
+                          tokenizer_2=getattr(pipe, "tokenizer_2", None) if hasattr(denoiser, "text_encoder_2") else None,
+                          tokenizer_3=getattr(pipe, "tokenizer_3", None) if hasattr(denoiser, "text_encoder_3") else None,
+                          time_ids=denoiser.is_sdxl)
     swift = prepare_denoiser(denoiser, tuner_config, args)
     skipped = f", {len(rows.skipped)} bad row(s) skipped" if rows.skipped else ""
     return TaskSetup(
@@ -116,7 +126,7 @@ def build_text_to_image(args: SftArguments, precision: str) -> TaskSetup:
     )
 
 
-def prepare_denoiser(denoiser: DenoiserLoss, tuner_config: Any, args: SftArguments) -> Any:
+def prepare_denoiser(denoiser: Any, tuner_config: Any, args: SftArguments) -> Any:
     """``Swift.prepare`` on the denoiser; a tuner that needs a transformers model is a clear error."""
     from ..api import Swift
     from ..errors import SwiftuneError
@@ -131,7 +141,7 @@ def prepare_denoiser(denoiser: DenoiserLoss, tuner_config: Any, args: SftArgumen
     except Exception as exc:  # noqa: BLE001 - a tuner written for transformers models fails in its own way
         raise ConfigError(f"--tuner {args.tuner}: cannot be put on a diffusers UNet ({type(exc).__name__}: {exc}); "
                           f"text-to-image takes: {DENOISER_TUNERS}") from exc
-    freeze_outside_denoiser(swift, args.train_text_encoder)
+    freeze_outside_denoiser(swift, args.train_text_encoder, denoiser.denoiser_name)
     return swift
 
 
@@ -150,7 +160,7 @@ def run_text_to_image(args: SftArguments) -> Any:
 
 
 # -- inference ------------------------------------------------------------------------------------
-def adapter_onto(denoiser: DenoiserLoss, adapter: str, scratch: Path) -> tuple[Any, dict[str, Any]]:
+def adapter_onto(denoiser: Any, adapter: str, scratch: Path) -> tuple[Any, dict[str, Any]]:
     """(SwiftModel, run args) with ``adapter`` loaded: a swiftune adapter or sft run folder, or a
     folder (or file) holding only diffusers' LoRA file (converted into ``scratch``)."""
     from ..api import Swift

@@ -36,6 +36,9 @@ class DenoiserLoss(nn.Module):
     diffusers' ``StableDiffusionXLPipeline.encode_prompt`` builds them.
     """
 
+    denoiser_name = "unet"
+    default_targets = UNET_TARGETS
+
     def __init__(self, unet: nn.Module, text_encoder: nn.Module, vae: nn.Module, scheduler: Any,
                  text_encoder_2: nn.Module | None = None) -> None:
         super().__init__()
@@ -143,16 +146,21 @@ def load_pipeline(name: str, dtype: torch.dtype | None = None) -> Any:
     return pipe
 
 
-def denoiser_of(pipe: Any) -> DenoiserLoss:
-    """The training module of a Stable Diffusion 1.x / 2.x pipeline (a UNet on one CLIP text encoder)
-    or of an SDXL pipeline (a UNet on two, with size / crop conditioning)."""
-    from diffusers import UNet2DConditionModel
+def denoiser_of(pipe: Any) -> nn.Module:
+    """The training module of a Stable Diffusion 1.x / 2.x pipeline (a UNet on one CLIP text encoder),
+    an SDXL pipeline (a UNet on two, with size / crop conditioning) or an SD3 pipeline
+    (``FlowMatchLoss``: a diffusion transformer on two CLIP encoders and T5)."""
+    from diffusers import SD3Transformer2DModel, UNet2DConditionModel
 
     unet = getattr(pipe, "unet", None)
     kind = type(pipe).__name__
+    if isinstance(getattr(pipe, "transformer", None), SD3Transformer2DModel):
+        from .flow_match import FlowMatchLoss
+
+        return FlowMatchLoss(pipe)
     if not isinstance(unet, UNet2DConditionModel):
-        raise ConfigError(f"--model: {kind}: text-to-image training supports UNet pipelines (Stable Diffusion 1.x / 2.x, "
-                          "SDXL); SD3 and Flux (diffusion transformers) are not yet trained here")
+        raise ConfigError(f"--model: {kind}: text-to-image training supports Stable Diffusion 1.x / 2.x, SDXL and SD3 "
+                          "pipelines; Flux and other diffusion transformers are not yet trained here")
     second = getattr(pipe, "text_encoder_2", None)
     added = unet.config.get("addition_embed_type")
     if second is not None and added == "text_time" and getattr(pipe, "tokenizer_2", None) is not None:
@@ -173,17 +181,17 @@ def scoped_targets(targets: Any, prefix: str) -> str:
     return rf"{prefix}\.(?:.*\.)?(?:{names})"
 
 
-def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, config_fields: set[str]) -> dict[str, Any]:
-    """The tuner's fields for a denoiser: ``target_modules`` scoped to the UNet (and the text encoder
-    with ``train_text_encoder``), so the VAE never gets an adapter."""
+def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, config_fields: set[str],
+                         denoiser: str = "unet", targets: tuple[str, ...] = UNET_TARGETS) -> dict[str, Any]:
+    """The tuner's fields for a denoiser: ``target_modules`` scoped to the UNet / transformer (and the
+    CLIP text encoders with ``train_text_encoder``), so the VAE never gets an adapter."""
     args = dict(tuner_args)
     peft = args.get("peft_config")
     if isinstance(peft, dict) and isinstance(peft.get("target_modules"), (list, tuple, str)):  # the peft bridge
-        args["peft_config"] = {**peft, "target_modules": scoped_targets(peft["target_modules"], "unet")}
+        args["peft_config"] = {**peft, "target_modules": scoped_targets(peft["target_modules"], denoiser)}
     if "target_modules" not in config_fields:
         return args
-    unet = scoped_targets(args.get("target_modules") or list(UNET_TARGETS), "unet")
-    parts = [unet]
+    parts = [scoped_targets(args.get("target_modules") or list(targets), denoiser)]
     if train_text_encoder:  # text_encoder and SDXL's text_encoder_2
         parts.append(scoped_targets(args.get("text_encoder_target_modules") or list(TEXT_ENCODER_TARGETS), "text_encoder(?:_2)?"))
     args.pop("text_encoder_target_modules", None)
@@ -191,10 +199,10 @@ def diffusion_tuner_args(tuner_args: dict[str, Any], train_text_encoder: bool, c
     return args
 
 
-def freeze_outside_denoiser(swift: nn.Module, train_text_encoder: bool) -> int:
+def freeze_outside_denoiser(swift: nn.Module, train_text_encoder: bool, denoiser: str = "unet") -> int:
     """Freeze what a tuner selected outside the UNet (and the text encoder, with ``train_text_encoder``):
     the VAE only encodes, under no_grad. Returns how many parameters were frozen."""
-    keep = ("unet.", "text_encoder.", "text_encoder_2.") if train_text_encoder else ("unet.",)
+    keep = (f"{denoiser}.", "text_encoder.", "text_encoder_2.") if train_text_encoder else (f"{denoiser}.",)
     frozen = 0
     for name, param in swift.model.named_parameters():
         if param.requires_grad and not name.startswith(keep):

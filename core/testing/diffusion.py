@@ -120,3 +120,39 @@ def tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0):
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
+
+
+def tiny_sd3_pipeline(folder: str | Path, *, seed: int = 0):
+    """Save a tiny random ``StableDiffusion3Pipeline`` (an SD3 transformer, two CLIP encoders with
+    projections, a one-layer T5 encoder, a flow-matching scheduler; 16x16 images) to ``folder``."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from .tokenizers import tiny_tokenizer
+
+    folder = Path(folder)
+    tokenizer, t5_tokenizer = tiny_clip_tokenizer(folder / "_tokenizer"), tiny_tokenizer()
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        caption_projection_dim=16, joint_attention_dim=32, pooled_projection_dim=32, out_channels=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=4, sample_size=16, use_quant_conv=False, use_post_quant_conv=False,
+        shift_factor=0.0609, scaling_factor=1.5035,
+    )
+    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, vae=vae, text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
+        text_encoder_3=T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=1,
+                                               num_heads=4)),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, tokenizer_3=t5_tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=100, shift=3.0),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe

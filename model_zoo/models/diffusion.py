@@ -2,8 +2,8 @@
 
 They are diffusers pipeline folders (``model_index.json``), not transformers models: ``swiftune sft
 --task text-to-image`` loads them with diffusers. Training covers the UNet pipelines with one CLIP text
-encoder (SD 1.x / 2.x) and SDXL; SD3 and Flux are listed so their names resolve, and sft says it
-does not train them yet.
+encoder (SD 1.x / 2.x), SDXL and SD3 (a diffusion transformer, flow matching); Flux is listed so its
+name resolves, and sft says it does not train it yet.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ),
     ModelFamily(
         name="stable-diffusion-3",
-        description="Stable Diffusion 3 / 3.5 (diffusion transformer, flow matching); listed, not yet trained by sft",
+        description="Stable Diffusion 3 / 3.5 (diffusion transformer, flow matching); LoRA on the transformer's "
+                    "joint attention, loadable with diffusers' pipe.load_lora_weights",
         hf_ids=("stabilityai/stable-diffusion-3-medium-diffusers", "stabilityai/stable-diffusion-3.5-medium"),
         architectures=("StableDiffusion3Pipeline",),
         model_types=("stable-diffusion-3",),  # a label: diffusers pipelines have no config.model_type
