@@ -18,9 +18,9 @@ RlhfType = Literal["dpo", "orpo", "kto", "simpo", "cpo", "grpo"]
 
 #: Methods whose loss compares the policy with a reference model (the others are reference-free).
 NEEDS_REFERENCE = ("dpo", "kto")
-#: sft's lean-training switches: rlhf's losses run inside TRL's trainers, which do not take them.
+#: sft's lean-training switches and its non-chat tasks: rlhf's losses run inside TRL's trainers on a causal LM.
 SFT_ONLY = ("packing", "padding_free", "answer_logits_only", "fused_head_loss", "compile", "cast_frozen_weights",
-            "lorap_lr_ratio")
+            "lorap_lr_ratio", "task")
 
 
 class RlhfArguments(SftArguments):
