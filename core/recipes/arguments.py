@@ -33,6 +33,7 @@ def _default(what: str) -> Any:
 
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+SftTask = Literal["causal-lm", "text-to-image", "image-classification"]
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -60,6 +61,7 @@ class SftArguments(CommandArguments):
     """``swiftune sft``: supervised fine-tuning of a model with one tuner on the Trainer."""
 
     # -- model and data -------------------------------------------------------------------------
+    task: SftTask = Field("causal-lm", description="causal-lm (chat / text), text-to-image (a Stable Diffusion pipeline folder; image + caption rows) or image-classification (ViT / Swin; an image folder of class subfolders or image + label rows)")
     model: str = Field(default_factory=_default("DEFAULT_MODEL"), description="local folder, Hugging Face id, ms::ModelScope id, .gguf file or registered model name")
     template: str | None = Field(None, description="chat template name (default: the model family's)")
     dataset: list[str] = Field(default_factory=lambda: [__getattr__("DEFAULT_DATASET")], description="name_or_path[:split][#N]; repeatable")

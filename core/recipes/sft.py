@@ -214,6 +214,15 @@ def run_sft(args: SftArguments) -> SftResult:
     """Fine-tune; the run folder is locked for the whole run (a second run there fails at once)."""
     from .run_lock import locked_run_folder
 
+    if args.task == "text-to-image":
+        from .diffusion import run_text_to_image
+
+        return run_text_to_image(args)
+    if args.task == "image-classification":
+        from .image_classification import run_image_classification
+
+        return run_image_classification(args)
+
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     with locked_run_folder(output_dir):
         return _run_sft(args, output_dir)
