@@ -50,3 +50,4 @@ def test_a_command_with_its_own_default_keeps_it() -> None:
 
     args = from_python(RlhfArguments, tuner="prompt", dataset=["prefs.jsonl"])
     assert sft_defaults.learning_rate(args) == RlhfArguments.model_fields["learning_rate"].default
+    assert from_python(RlhfArguments, dataset=["prefs.jsonl"]).tuner_config().lora_alpha == 8  # PEFT's

@@ -162,7 +162,7 @@ class SftArguments(CommandArguments):
         fields = registries.tuners.get(self.tuner).config_class.model_fields
         shared = {k: getattr(self, k) for k in self.model_fields_set & set(fields)
                   if k not in self.tuner_args and k not in ("tuner", "tuner_args")}
-        recipe = tuner_defaults(fields, {**shared, **self.tuner_args})
+        recipe = tuner_defaults(fields, {**shared, **self.tuner_args}, type(self))
         return parse_config({**recipe, **shared, **self.tuner_args, "tuner": self.tuner})
 
 

@@ -42,6 +42,10 @@ def learning_rate(args: Any) -> float:
     return (LORA_LEARNING_RATE if lora_family else BASE_LEARNING_RATE) * max(1.0, factor)
 
 
-def tuner_defaults(fields: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``RECIPE_TUNER_DEFAULTS`` for the fields this tuner has and the user did not set."""
+def tuner_defaults(fields: Mapping[str, Any], given: Mapping[str, Any], command: type | None = None) -> dict[str, Any]:
+    """``RECIPE_TUNER_DEFAULTS`` for the fields this tuner has and the user did not set. They come
+    with sft's learning rate: a command with its own learning-rate default (rlhf) keeps the
+    tuners' library defaults too."""
+    if command is not None and command.model_fields["learning_rate"].default != LORA_LEARNING_RATE:
+        return {}
     return {k: v for k, v in RECIPE_TUNER_DEFAULTS.items() if k in fields and k not in given}
