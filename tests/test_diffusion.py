@@ -373,3 +373,9 @@ def test_sd3_flow_matching_lora_loads_in_diffusers(data, tmp_path):
     out = tmp_path / "sd3.png"
     assert cli.main(["infer", "--task", "text-to-image", "--adapter", str(run), "--prompt", "a red square",
                      "--output", str(out), "--num-inference-steps", "2"]) == 0 and out.stat().st_size > 0
+
+
+def test_export_and_chat_infer_point_at_text_to_image(run, tmp_path, capsys):
+    assert cli.main(["export", "--adapter", str(run), "--output", str(tmp_path / "merged")]) == 2
+    assert "trained with --task text-to-image" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()

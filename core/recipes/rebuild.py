@@ -94,6 +94,9 @@ def rebuild(adapters: Sequence[str], model: str | None = None, template: str | N
 
     located = [locate_adapter(a) for a in adapters]
     run_args = located[0][1] if located else {}
+    if run_args.get("task") == "text-to-image":  # a diffusers pipeline, not a transformers model
+        raise ConfigError(f"--adapter: {located[0][0]} was trained with --task text-to-image; draw with "
+                          "swiftune infer --task text-to-image --prompt ... --output image.png (docs/diffusion.md)")
     base = model or (_base_of(*located[0]) if located else None)
     if not base:
         where = f" ({located[0][0]} has no args.json nor base_model_name_or_path)" if located else ""
