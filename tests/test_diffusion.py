@@ -379,3 +379,19 @@ def test_export_and_chat_infer_point_at_text_to_image(run, tmp_path, capsys):
     assert cli.main(["export", "--adapter", str(run), "--output", str(tmp_path / "merged")]) == 2
     assert "trained with --task text-to-image" in capsys.readouterr().err
     assert not (tmp_path / "merged").exists()
+
+
+def test_a_diffusers_lora_with_per_module_alphas_is_refused(sd, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from swiftune.errors import ConfigError
+
+    theirs = StableDiffusionPipeline.from_pretrained(str(sd), use_safetensors=True)
+    config = LoraConfig(r=2, lora_alpha=4, alpha_pattern={"to_q": 8}, target_modules=["to_q", "to_v"])
+    theirs.unet.add_adapter(config)
+    StableDiffusionPipeline.save_lora_weights(tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(theirs.unet),
+                                              unet_lora_adapter_metadata=config.to_dict())
+    with pytest.raises(ConfigError, match="sets alpha_pattern"):
+        adapter_onto(denoiser_of(load_pipeline(str(sd))), str(tmp_path / "lora"), tmp_path / "converted")

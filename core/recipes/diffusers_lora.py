@@ -104,6 +104,10 @@ def read_diffusers_lora(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, 
             raise ConfigError(f"{path}: the {component} LoRA has several ranks {sorted(ranks)}; swiftune's LoRA has one rank per adapter")
         rank = next(iter(ranks))
         found = {k.split(".", 1)[1]: v for k, v in metadata.items() if k.startswith(f"{component}.")}
+        patterns = [k for k in ("rank_pattern", "alpha_pattern") if found.get(k)]
+        if patterns:
+            raise ConfigError(f"{path}: the {component} LoRA sets {' and '.join(patterns)} (ranks / alphas per module); "
+                              "swiftune's LoRA has one rank and alpha per adapter")
         configs.append({"r": int(found.get("r", rank)), "lora_alpha": found.get("lora_alpha", found.get("r", rank)),
                         "use_dora": bool(found.get("use_dora", False)), "use_rslora": bool(found.get("use_rslora", False))})
     if any(c != configs[0] for c in configs[1:]):
