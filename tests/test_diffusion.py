@@ -395,3 +395,32 @@ def test_a_diffusers_lora_with_per_module_alphas_is_refused(sd, tmp_path):
                                               unet_lora_adapter_metadata=config.to_dict())
     with pytest.raises(ConfigError, match="sets alpha_pattern"):
         adapter_onto(denoiser_of(load_pipeline(str(sd))), str(tmp_path / "lora"), tmp_path / "converted")
+
+
+def test_a_dora_adapter_round_trips_through_diffusers_files(sd, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from swiftune.config import parse_config
+    from swiftune.recipes.diffusers_lora import write_diffusers_lora_of
+    from swiftune.recipes.diffusion_model import diffusion_tuner_args
+
+    ours = load_pipeline(str(sd))
+    torch.manual_seed(0)
+    config = {**diffusion_tuner_args({"use_dora": True, "r": 2, "init_lora_weights": False}, False, {"target_modules"}),
+              "tuner": "lora"}
+    swift = Swift.prepare(denoiser_of(ours), parse_config(config))
+    with torch.no_grad():
+        for name, param in swift.named_parameters():
+            if "magnitude" in name:
+                param.mul_(1.1)  # a trained magnitude, not the weight norm it starts at
+    swift.save_pretrained(tmp_path / "dora")
+    assert write_diffusers_lora_of(tmp_path / "dora") is not None
+    theirs = StableDiffusionPipeline.from_pretrained(str(sd), use_safetensors=True)
+    theirs.load_lora_weights(str(tmp_path / "dora"))
+    back = load_pipeline(str(sd))
+    adapter_onto(denoiser_of(back), str(tmp_path / "dora" / WEIGHT_NAME), tmp_path / "converted")
+    latents, t, hidden = unet_inputs()
+    with torch.no_grad():
+        expected = ours.unet(latents, t, hidden).sample
+        torch.testing.assert_close(theirs.unet(latents, t, hidden).sample, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(back.unet(latents, t, hidden).sample, expected, rtol=1e-4, atol=1e-5)
