@@ -35,6 +35,7 @@ class Capabilities:
     default_targets_need_transformers: bool
     memorises: bool
     calls_frozen_linears_only: bool
+    adapters_add_up: bool
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -96,6 +97,12 @@ class Tuner:
     #: arithmetic with their weights), so a training run under autocast may store those layers in
     #: the autocast dtype (``swiftune.cast_frozen_linears``) and get the same outputs and gradients.
     calls_frozen_linears_only: ClassVar[bool] = False
+    #: Adapters of this tuner active together apply the sum of their own updates, whatever else is
+    #: active or merged, so merging them one at a time keeps the logits (LoRA; DoRA as swiftune
+    #: defines it). False for a method whose update depends on the others (e.g. a DoRA that rescales
+    #: the merged weight): the conformance suite's ``merge_two`` check is skipped, and the tuner
+    #: should refuse to merge while another of its adapters is active or merged.
+    adapters_add_up: ClassVar[bool] = True
 
     # -- roles among the installed tuners (read by ``swiftune.plugin_defaults``, not capabilities) --
     #: The tuner ``swiftune sft`` uses when none is named.

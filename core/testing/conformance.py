@@ -286,6 +286,23 @@ def check_two_adapters(config: Config, case: ModelCase) -> None:
         assert_close(logits_of(model, case), base, "base logits with 'second' disabled", atol=EXACT)
 
 
+def check_merge_two(config: Config, case: ModelCase) -> None:
+    """Two adapters active together: merging them (one at a time) keeps the logits of both unmerged,
+    and unmerging restores them (``adapters_add_up``)."""
+    model = prepared(config, case, train=WARMUP_STEPS)
+    first = logits_of(model, case)
+    model.add_adapter("second", config, active=False)
+    model.set_active_adapters(["second"])
+    train_steps(model, case, WARMUP_STEPS, seed=2)
+    model.set_active_adapters(["default", "second"])
+    both = logits_of(model, case)
+    assert_differ(both, first, "logits of both adapters vs 'default' alone")
+    model.merge_adapter()
+    assert_close(logits_of(model, case), both, "both adapters merged vs both unmerged", MERGE_ATOL, MERGE_RTOL)
+    model.unmerge_adapter()
+    assert_close(logits_of(model, case), both, "after unmerging both vs before", MERGE_ATOL, MERGE_RTOL)
+
+
 def check_half_precision_base(config: Config, case: ModelCase) -> None:
     """On a bf16 base the parameters the adapter adds are fp32 (``adapter_dtype="auto"``), the base's
     keep their dtype, the outputs stay bf16, and one backward gives every added parameter an fp32 gradient."""
@@ -342,6 +359,14 @@ def _needs_own_parameters(cls: type[Tuner], case: ModelCase) -> str | None:
     return f"tuner '{cls.name}' trains base parameters, which two adapters would share" if cls.trains_base_parameters else None
 
 
+def _needs_additive_merge(cls: type[Tuner], case: ModelCase) -> str | None:
+    if not cls.mergeable:
+        return f"tuner '{cls.name}' is not mergeable"
+    if not cls.adapters_add_up:
+        return f"tuner '{cls.name}' declares adapters_add_up = False (its updates depend on each other)"
+    return _needs_own_parameters(cls, case)
+
+
 CHECKS: dict[str, Check] = {
     c.name: c
     for c in (
@@ -353,6 +378,7 @@ CHECKS: dict[str, Check] = {
         Check("memorise", check_memorise, _needs_capacity),
         Check("generate", check_generate, _needs_causal_lm),
         Check("two_adapters", check_two_adapters, _needs_own_parameters),
+        Check("merge_two", check_merge_two, _needs_additive_merge),
         Check("half_precision_base", check_half_precision_base, _needs_token_inputs),
     )
 }
