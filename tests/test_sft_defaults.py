@@ -51,3 +51,10 @@ def test_a_command_with_its_own_default_keeps_it() -> None:
     args = from_python(RlhfArguments, tuner="prompt", dataset=["prefs.jsonl"])
     assert sft_defaults.learning_rate(args) == RlhfArguments.model_fields["learning_rate"].default
     assert from_python(RlhfArguments, dataset=["prefs.jsonl"]).tuner_config().lora_alpha == 8  # PEFT's
+
+
+def test_help_shows_the_default_sft_uses(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_command(SftArguments, ["--help"], prog="swiftune sft")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "scaling = lora_alpha / r (default: 32)" in out

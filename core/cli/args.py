@@ -37,7 +37,7 @@ PYTHON = "<python>"
 
 # -- flags ----------------------------------------------------------------------------------------
 def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel],
-                skip: Sequence[str] = (), dest_prefix: str = "") -> list[str]:
+                skip: Sequence[str] = (), dest_prefix: str = "", defaults: Mapping[str, Any] | None = None) -> list[str]:
     """Add one flag per field of ``model``; returns the flag names added.
 
     Values stay strings here (defaults are SUPPRESSed so only given flags appear); pydantic does
@@ -51,6 +51,7 @@ def build_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model
         ann = field.annotation
         help_text = (field.description or "").replace("%", "%%")
         default = field.default_factory() if field.default_factory is not None else field.default
+        default = (defaults or {}).get(name, default)  # a recipe's own default for a tuner field
         if default not in (None, [], {}, ...) and not field.is_required():
             shown = " ".join(map(str, default)) if isinstance(default, list) else default
             help_text += f" (default: {shown})"
@@ -370,7 +371,10 @@ def command_parser(model: type[BaseModel], prog: str, tuner_config: type[BaseMod
     if tuner_config is not None:
         name = tuner_config.model_fields["tuner"].default
         group = parser.add_argument_group(f"{name} tuner options (YAML: at the top level or under tuner_args:)")
-        build_flags(group, tuner_config, skip=["tuner", *model.model_fields], dest_prefix=TUNER_DEST)
+        from ..recipes.sft_defaults import tuner_defaults
+
+        recipe = tuner_defaults(tuner_config.model_fields, {}, model) if "learning_rate" in model.model_fields else {}
+        build_flags(group, tuner_config, skip=["tuner", *model.model_fields], dest_prefix=TUNER_DEST, defaults=recipe)
         fields = {**tuner_config.model_fields, **fields}
     _alias_flags(parser, {k: f for k, f in fields.items() if k not in ("tuner_args",)})
     return parser
