@@ -29,6 +29,9 @@ class TunerConfig(BaseModel):
     #: Narrows the claim to PEFT files whose fields hold these values (a variant, e.g.
     #: ``{"use_dora": True}``): such files load with this tuner, plain ones do not.
     peft_claim_fields: ClassVar[Mapping[str, Any]] = {}
+    #: The config takes fields beyond its own and validates them itself (the PEFT bridge takes any
+    #: PEFT field beside ``tuner``): the argument parser hands such names to it instead of refusing them.
+    open_fields: ClassVar[bool] = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Assignments are validated too; their errors read like the constructor's.

@@ -189,3 +189,19 @@ def test_every_field_of_every_tuner_config_is_a_flag() -> None:
     # A tuner field named like a command field is set by the command's flag (one idea, one flag).
     assert sft("--tuner", "qlora", "--gradient-checkpointing").tuner_config().gradient_checkpointing is True
     assert sft("--tuner", "qlora", "--no-gradient-checkpointing").tuner_config().gradient_checkpointing is False
+
+
+def test_peft_bridge_takes_peft_fields_as_flags_yaml_and_keywords(tmp_path) -> None:
+    """The bridge's config is open (any PEFT field beside 'tuner'): flags, tuner_args and keywords reach it."""
+    from swiftune.cli.args import from_python, parse_command
+    from swiftune.recipes.arguments import SftArguments
+
+    flags = parse_command(SftArguments, ["--tuner", "peft", "--peft_type", "IA3", "--target_modules", "q_proj", "v_proj",
+                                         "--feedforward_modules", "v_proj"], prog="swiftune sft")
+    assert flags.tuner_args == {"peft_type": "IA3", "target_modules": ["q_proj", "v_proj"], "feedforward_modules": "v_proj"}
+    config = flags.tuner_config()
+    assert config.method == "IA3" and sorted(config.peft_config["target_modules"]) == ["q_proj", "v_proj"]
+    keywords = from_python(SftArguments, tuner="peft", tuner_args={"peft_type": "LOHA", "r": 4})
+    assert keywords.tuner_config().peft_config["r"] == 4
+    with pytest.raises(Exception, match="unknown argument --peft-type"):  # a closed config still refuses it
+        parse_command(SftArguments, ["--tuner", "lora", "--peft_type", "IA3"], prog="swiftune sft")

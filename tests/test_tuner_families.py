@@ -17,6 +17,7 @@ import transformers
 
 import swiftune
 from swiftune import Swift, registries
+from swiftune.loading.vision import VISION_LANGUAGE_TYPES
 from swiftune.model_family import ModelFamily
 
 from cli_fixtures import TRAIN_FLAGS, ensure_data, ensure_model
@@ -26,7 +27,10 @@ from tiny_lms import TINY
 TUNERS = ["lora", "adapter", "prefix", "prompt", "side", "restuning", "part", "bitfit", "full"]
 
 def decoder_families() -> list[ModelFamily]:
-    return [f for _, f in registries.models.items() if f.task == "causal-lm" and f.transformers_implements()]
+    """Text decoders transformers implements; vision-language families (their tiny models need a vision
+    tower and images) have their own end-to-end tests in test_vision_language.py."""
+    return [f for _, f in registries.models.items() if f.task == "causal-lm" and f.transformers_implements()
+            and f.model_types[0] not in VISION_LANGUAGE_TYPES]
 
 
 def architectures() -> dict[str, ModelFamily]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
@@ -270,6 +271,9 @@ def route(model: type[BaseModel], tuner_config: type[BaseModel] | None, given: S
             found = aliases.lookup(item.name, scope)
             if found is None:
                 entry = None if item.nested else aliases.accepted(item.name, fields)
+                if entry is None and getattr(tuner_config, "open_fields", False):
+                    out.tuner[item.name], out.tuner_where[item.name] = item.value, item.where  # it validates them
+                    continue
                 if entry is None:
                     raise ConfigError(_unknown(item, model, tuner_config, scope))
                 aliases.check_accepted(entry, item.value, item.where)
@@ -390,7 +394,8 @@ def _finish(model: type[BaseModel], tuner_config: type[BaseModel] | None, chosen
         cfg = _validated(tuner_config, {**routed.tuner, "tuner": name},
                          lambda f: routed.tuner_where.get(f, flag_name(f)))
         dumped = cfg.model_dump(mode="json")
-        data["tuner_args"] = {k: dumped[k] for k in routed.tuner}
+        # Names the config folded into its own fields (an open config's extras) travel as given.
+        data["tuner_args"] = {k: dumped.get(k, routed.tuner[k]) for k in routed.tuner}
     return _validated(model, data, lambda f: routed.where.get(f, flag_name(f)) if f else "(arguments)")
 
 
@@ -404,11 +409,30 @@ def parse_command(model: type[BaseModel], argv: Sequence[str], prog: str) -> Bas
     tuner_config, chosen = _tuner_config(model, [(file_data, source), (peeked, "")])
     parser = command_parser(model, prog, tuner_config)
     ns, extras = parser.parse_known_args(argv)
-    if extras:
+    open_items = _open_flag_items(extras) if getattr(tuner_config, "open_fields", False) else None
+    if extras and open_items is None:
         raise ConfigError(unknown_message(extras[0].split("=", 1)[0], _known(model, tuner_config)))
     given = {k: v for k, v in vars(ns).items() if k != "config"}
-    routed = route(model, tuner_config, _items(file_data, source) + _flag_items(given))
+    routed = route(model, tuner_config, _items(file_data, source) + _flag_items(given) + (open_items or []))
     return _finish(model, tuner_config, chosen, routed)
+
+
+def _open_flag_items(extras: Sequence[str]) -> list[Given] | None:
+    """``--name value [value ...]`` flags for an open tuner config (the PEFT bridge: ``--peft-type IA3``);
+    None when ``extras`` holds anything else (a stray value), which stays an error."""
+    items: list[Given] = []
+    for token in extras:
+        if token.startswith("--") and len(token) > 2:
+            flag, eq, value = token[2:].partition("=")
+            items.append(Given(flag.replace("-", "_"), [value] if eq else [], f"--{flag}", "", raw=True))
+        elif items:
+            items[-1].value.append(token)
+        else:
+            return None
+    for item in items:  # YAML scalars ("8" -> 8, "true" -> True); one value alone, none is a switch
+        values = [yaml.safe_load(v) if v else v for v in item.value]
+        item.value = True if not values else values[0] if len(values) == 1 else values
+    return items
 
 
 def from_python(schema: type[BaseModel], config: Any = None, /, **kwargs: Any) -> BaseModel:

@@ -91,6 +91,7 @@ class PeftBridgeConfig(TunerConfig):
     """Runs PEFT's own implementation of the method named by ``peft_config['peft_type']``."""
 
     tuner: Literal["peft"] = "peft"
+    open_fields = True  # PEFT's own fields (peft_type, r, ...) beside 'tuner' go into peft_config
 
     peft_config: dict[str, Any] = Field(
         default_factory=lambda: dict(DEFAULT_PEFT_CONFIG),
