@@ -53,7 +53,10 @@ class ${Class}Layer(WrapperLayer):
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = self.base_layer(x, *args, **kwargs)
-        return out + sum(self.up[n](self.down[n](x)) for n in self.active_adapters if n not in self.merged)
+        for n in self.active_adapters:
+            if n not in self.merged:  # the adapter's weights may be fp32 on a bf16 model: compute in theirs
+                out = out + self.up[n](self.down[n](x.to(self.down[n].weight.dtype))).to(out.dtype)
+        return out
 
     def fold(self, name: str, sign: int) -> None:
         base, delta = self.get_base_layer(), self.up[name].weight @ self.down[name].weight  # (out, in)
