@@ -80,6 +80,17 @@ class SftArguments(CommandArguments):
     compile: bool = Field(False, description="torch.compile each transformer block (one compile serves all; tens of seconds up front, faster steps after)")
     cast_frozen_weights: bool = Field(True, description="under bf16/fp16 autocast, store frozen Linear weights in that dtype (the same results without a cast per step; half their memory)")
 
+    # -- images (text-to-image, image-classification) --------------------------------------------
+    resolution: int | None = Field(None, ge=8, description="text-to-image: training image size in pixels (default: the pipeline's, UNet sample size x VAE scale)")
+    center_crop: bool = Field(True, description="text-to-image: crop the middle of each resized image (false: a random crop)")
+    random_flip: bool = Field(False, description="text-to-image: flip training images left-right at random")
+    train_text_encoder: bool = Field(False, description="text-to-image: also put the tuner on the text encoder (q/k/v/out projections)")
+
+    # -- vision-language models (Qwen2-VL, LLaVA; ms-swift's names) -------------------------------
+    freeze_vit: bool = Field(True, description="vision-language models: keep the vision tower out of the tuner (false: LoRA etc. cover it too, or --tuner full trains it)")
+    freeze_aligner: bool = Field(True, description="vision-language models: keep the projector between vision tower and language model (Qwen2-VL's merger, LLaVA's multi_modal_projector) out of the tuner")
+    max_pixels: int | None = Field(None, ge=1, description="Qwen2-VL / Qwen2.5-VL: resize larger images down to at most this many pixels (default: the model's preprocessor_config.json); infer reuses the run's")
+
     # -- tuner ----------------------------------------------------------------------------------
     tuner: str = Field(default_factory=_default("DEFAULT_TUNER"), description="registered tuner name (swiftune list tuners)")
     tuner_args: dict[str, Any] = Field(default_factory=dict, description="fields of the tuner's config")
@@ -96,17 +107,6 @@ class SftArguments(CommandArguments):
     per_device_eval_batch_size: int | None = Field(None, ge=1, description="default: the train batch size")
     gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
     learning_rate: float = Field(5e-4, gt=0, description="peak learning rate (default: 5e-4 for LoRA-family tuners, whose lora_alpha is 32 in sft; 1e-3 for other tuners, scaled up for prompt (3e-2) and prefix (1e-2); 1e-4 to 2e-4 suit billion-parameter models)")
-    # -- images (text-to-image, image-classification) --------------------------------------------
-    resolution: int | None = Field(None, ge=8, description="text-to-image: training image size in pixels (default: the pipeline's, UNet sample size x VAE scale)")
-    center_crop: bool = Field(True, description="text-to-image: crop the middle of each resized image (false: a random crop)")
-    random_flip: bool = Field(False, description="text-to-image: flip training images left-right at random")
-    train_text_encoder: bool = Field(False, description="text-to-image: also put the tuner on the text encoder (q/k/v/out projections)")
-
-    # -- vision-language models (Qwen2-VL, LLaVA; ms-swift's names) -------------------------------
-    freeze_vit: bool = Field(True, description="vision-language models: keep the vision tower out of the tuner (false: LoRA etc. cover it too, or --tuner full trains it)")
-    freeze_aligner: bool = Field(True, description="vision-language models: keep the projector between vision tower and language model (Qwen2-VL's merger, LLaVA's multi_modal_projector) out of the tuner")
-    max_pixels: int | None = Field(None, ge=1, description="Qwen2-VL / Qwen2.5-VL: resize larger images down to at most this many pixels (default: the model's preprocessor_config.json); infer reuses the run's")
-
     lr_scheduler_type: str = Field("cosine", description="linear, cosine, constant, constant_with_warmup, ...")
     warmup_steps: float = Field(0.0, ge=0, description="warmup steps, or a fraction of all steps when < 1 (a warmup's first step runs at learning rate 0)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
