@@ -4,6 +4,28 @@ from __future__ import annotations
 
 from swiftune.model_family import ArchitectureKeys, ModelFamily
 
+
+def _image_classifier(
+    name: str, description: str, hf_ids: tuple[str, ...], class_prefix: str, *,
+    layers: str, attention: str | None, mlp: str | None,
+) -> ModelFamily:
+    """A transformers image classifier (``<Prefix>ForImageClassification`` / ``<Prefix>Model``): patch
+    embeddings, a ``classifier`` head, and LoRA targets under both the 5.x names (q/k/v/o_proj,
+    mlp.fc1/fc2) and the 4.x ones (query/key/value, dense)."""
+    return ModelFamily(
+        name=name,
+        description=description,
+        hf_ids=hf_ids,
+        architectures=(f"{class_prefix}ForImageClassification", f"{class_prefix}Model"),
+        model_types=(name,),
+        task="image-classification",
+        keys=ArchitectureKeys(
+            embedding="embeddings.patch_embeddings", layers=layers, lm_head="classifier", attention=attention, mlp=mlp
+        ),
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
+    )
+
+
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily(
         name="bert",
@@ -58,41 +80,26 @@ FAMILIES: tuple[ModelFamily, ...] = (
         ),
         target_modules=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
     ),
-    ModelFamily(
-        name="vit",
-        description="Vision Transformer image classifiers; train the head with modules_to_save=['classifier']",
-        hf_ids=("google/vit-base-patch16-224", "google/vit-base-patch16-224-in21k"),
-        architectures=("ViTForImageClassification", "ViTModel"),
-        model_types=("vit",),
-        task="image-classification",
+    _image_classifier(
+        "vit",
+        "Vision Transformer image classifiers; train the head with modules_to_save=['classifier']",
+        ("google/vit-base-patch16-224", "google/vit-base-patch16-224-in21k"),
+        "ViT",
         # transformers 5.x renamed ViT's modules (encoder.layer.N.attention.attention.query ->
         # layers.N.attention.q_proj, intermediate/output.dense -> mlp.fc1/fc2): both spellings work.
-        keys=ArchitectureKeys(
-            embedding="embeddings.patch_embeddings",
-            layers="layers|encoder.layer",
-            lm_head="classifier",
-            attention="attention",
-            mlp="mlp|intermediate",
-        ),
-        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
+        layers="layers|encoder.layer",
+        attention="attention",
+        mlp="mlp|intermediate",
     ),
-    ModelFamily(
-        name="swin",
-        description="Swin Transformer image classifiers; swiftune sft --task image-classification trains a new head",
-        hf_ids=("microsoft/swin-tiny-patch4-window7-224", "microsoft/swin-base-patch4-window7-224"),
-        architectures=("SwinForImageClassification", "SwinModel"),
-        model_types=("swin",),
-        task="image-classification",
-        keys=ArchitectureKeys(
-            embedding="embeddings.patch_embeddings",
-            layers="encoder.layers",
-            lm_head="classifier",
-            # A Swin stage (an element of ``layers``) holds several blocks, each with its attention and
-            # MLP: no single path inside a stage names them.
-            attention=None,
-            mlp=None,
-        ),
-        # transformers 5.x names (q/k/v/o_proj, mlp.fc1/fc2) and the 4.x ones (query/key/value, dense).
-        target_modules=("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2", "query", "key", "value", "dense"),
+    _image_classifier(
+        "swin",
+        "Swin Transformer image classifiers; swiftune sft --task image-classification trains a new head",
+        ("microsoft/swin-tiny-patch4-window7-224", "microsoft/swin-base-patch4-window7-224"),
+        "Swin",
+        layers="encoder.layers",
+        # A Swin stage (an element of ``layers``) holds several blocks, each with its attention and
+        # MLP: no single path inside a stage names them.
+        attention=None,
+        mlp=None,
     ),
 )
