@@ -14,14 +14,13 @@ Run with ``HF_HUB_OFFLINE=1``: nothing is downloaded; the model ships in the ``l
 from __future__ import annotations
 
 import argparse
-import textwrap
 import time
 from pathlib import Path
 
+from _before_after import ask_train_ask
+
 import swiftune
-from swiftune.recipes.arguments import DEFAULT_MODEL, GenerationArguments
-from swiftune.recipes.generation import Generator
-from swiftune.recipes.rebuild import rebuild
+from swiftune.recipes.arguments import GenerationArguments
 from swiftune.recipes.runtime import quiet_libraries
 
 #: Two questions the demo data covers in other words, one it covers verbatim, two it never asks.
@@ -36,38 +35,16 @@ PROMPTS = [
 GENERATION = GenerationArguments(max_new_tokens=40, repetition_penalty=1.2)
 
 
-def answers(adapters: list[str]) -> list[str]:
-    """Answers to ``PROMPTS`` from the base model plus ``adapters``, in one left-padded batch."""
-    built = rebuild(adapters, model=None if adapters else DEFAULT_MODEL)
-    generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template)
-    prompts = [generator.encode([{"role": "user", "content": p}]) for p in PROMPTS]
-    return generator.generate(prompts, GENERATION)
-
-
-def show(before: list[str], after: list[str]) -> str:
-    lines = []
-    for prompt, old, new in zip(PROMPTS, before, after):
-        lines.append(f"Q: {prompt}")
-        lines += textwrap.wrap(" ".join(old.split()), 96, initial_indent="  before: ", subsequent_indent=" " * 10)
-        lines += textwrap.wrap(" ".join(new.split()), 96, initial_indent="  after:  ", subsequent_indent=" " * 10)
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", default="output/demo", help="run folder (replaced if it exists)")
     out = Path(parser.parse_args().output_dir)
     quiet_libraries()
-    start = time.monotonic()
-
-    print(f"== 1/3  {DEFAULT_MODEL} before tuning (the first run converts the GGUF once)", flush=True)
-    before = answers([])
-    print(f"   ({time.monotonic() - start:.0f} s)\n== 2/3  swiftune sft (the demo defaults) -> {out}", flush=True)
-    swiftune.sft(output_dir=str(out), overwrite_output_dir=True)
-    print(f"   ({time.monotonic() - start:.0f} s)\n== 3/3  the same questions after tuning", flush=True)
-    after = answers([str(out)])
-
-    print("\n" + show(before, after))
+    _, _, start = ask_train_ask(
+        PROMPTS, GENERATION, out, first_note=" (the first run converts the GGUF once)",
+        training="swiftune sft (the demo defaults)",
+        train=lambda: swiftune.sft(output_dir=str(out), overwrite_output_dir=True),
+    )
     print(f"\ndemo done in {time.monotonic() - start:.0f} s; loss curve: {out / 'loss.png'}")
     print(f"chat with it: swiftune infer --adapter {out}")
 

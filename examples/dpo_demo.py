@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 import time
 from pathlib import Path
 
+from _before_after import ask_train_ask
+
 import swiftune
-from swiftune.recipes.arguments import DEFAULT_MODEL, GenerationArguments
-from swiftune.recipes.generation import Generator
-from swiftune.recipes.rebuild import rebuild
+from swiftune.recipes.arguments import GenerationArguments
 from swiftune.recipes.runtime import quiet_libraries
 
 OPENER, CLOSER = "Ahoy, matey! ", " Arr!"
@@ -73,23 +72,8 @@ def write_pairs(path: Path) -> Path:
     return path
 
 
-def answers(adapters: list[str]) -> list[str]:
-    built = rebuild(adapters, model=None if adapters else DEFAULT_MODEL)
-    generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template)
-    return generator.generate([generator.encode([{"role": "user", "content": p}]) for p in PROMPTS], GENERATION)
-
-
 def pirate(answer: str) -> bool:
     return answer.strip().lower().startswith(("ahoy", "arr"))
-
-
-def show(before: list[str], after: list[str]) -> str:
-    lines = []
-    for prompt, old, new in zip(PROMPTS, before, after):
-        lines.append(f"Q: {prompt}")
-        lines += textwrap.wrap(" ".join(old.split()), 96, initial_indent="  before: ", subsequent_indent=" " * 10)
-        lines += textwrap.wrap(" ".join(new.split()), 96, initial_indent="  after:  ", subsequent_indent=" " * 10)
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -97,19 +81,15 @@ def main() -> None:
     parser.add_argument("--output-dir", default="output/dpo-demo", help="run folder (replaced if it exists)")
     out = Path(parser.parse_args().output_dir)
     quiet_libraries()
-    start = time.monotonic()
     data = write_pairs(out.with_name(out.name + "-data") / "pairs.jsonl")
-
-    print(f"== 1/3  {DEFAULT_MODEL} before tuning", flush=True)
-    before = answers([])
-    print(f"   ({time.monotonic() - start:.0f} s)\n== 2/3  swiftune rlhf --rlhf_type dpo -> {out}", flush=True)
-    swiftune.rlhf(rlhf_type="dpo", dataset=[str(data)], output_dir=str(out), overwrite_output_dir=True,
-                  learning_rate=5e-4, beta=0.1, num_train_epochs=3, per_device_train_batch_size=2,
-                  gradient_accumulation_steps=2, val_ratio=0.0, max_length=256, logging_steps=2, save_steps=1000)
-    print(f"   ({time.monotonic() - start:.0f} s)\n== 3/3  the same questions after tuning", flush=True)
-    after = answers([str(out)])
-
-    print("\n" + show(before, after))
+    before, after, start = ask_train_ask(
+        PROMPTS, GENERATION, out, training="swiftune rlhf --rlhf_type dpo",
+        train=lambda: swiftune.rlhf(
+            rlhf_type="dpo", dataset=[str(data)], output_dir=str(out), overwrite_output_dir=True,
+            learning_rate=5e-4, beta=0.1, num_train_epochs=3, per_device_train_batch_size=2,
+            gradient_accumulation_steps=2, val_ratio=0.0, max_length=256, logging_steps=2, save_steps=1000,
+        ),
+    )
     print(f"\npirate-style answers: before {sum(map(pirate, before))}/{len(PROMPTS)}, "
           f"after {sum(map(pirate, after))}/{len(PROMPTS)} (questions not in the data)")
     print(f"demo done in {time.monotonic() - start:.0f} s; loss and reward margin: {out / 'loss.png'}, {out / 'rewards.png'}")
