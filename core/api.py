@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .adapter_dtype import AdapterDtype
-from .config import is_multi_adapter_mapping
+from .config_dispatch import is_multi_adapter_mapping
 from .rollback import rollback_on_error
 from .serialization import DEFAULT_ADAPTER, adapter_folders
 from .swift_model import SwiftModel

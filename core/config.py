@@ -52,6 +52,8 @@ class TunerConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str) -> "TunerConfig":
+        from .config_dispatch import parse_config  # the one upward import: the file names its tuner
+
         return parse_config(yaml.safe_load(text))
 
     @classmethod
@@ -63,6 +65,8 @@ class TunerConfig(BaseModel):
             raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+        from .config_dispatch import parse_config  # the one upward import: the file names its tuner
+
         return parse_config(data, source=str(path))
 
     # -- PEFT interop ----------------------------------------------------------------------
@@ -134,34 +138,11 @@ def validate_config(cls: type[TunerConfig], data: Mapping[str, Any], source: str
         raise ConfigError(format_validation_error(tuner, exc, source)) from None
 
 
-def parse_config(cfg: Any, source: str | None = None) -> TunerConfig:
-    """A ``TunerConfig``, a dict with a ``tuner`` key, or a ``peft.PeftConfig`` -> TunerConfig."""
-    from . import registries
+def __getattr__(name: str) -> Any:
+    """``from swiftune.config import parse_config`` (the path plugins and docs use) keeps working;
+    the dispatch itself lives in ``config_dispatch`` (it asks the registries, a layer above)."""
+    if name in ("parse_config", "is_multi_adapter_mapping"):
+        from . import config_dispatch
 
-    if isinstance(cfg, TunerConfig):
-        return cfg
-    if type(cfg).__module__.startswith("peft.") and hasattr(cfg, "peft_type"):
-        # PEFT's own object runs on the tuner that loads unclaimed PEFT files, through its file format.
-        from .plugin_defaults import peft_fallback_tuner
-
-        try:
-            return registries.tuners.get(peft_fallback_tuner()).config_class.from_disk_dict(cfg.to_dict())
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
-    where = f"{source}: " if source else ""
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"{where}a tuner config must be a TunerConfig or a mapping, got {type(cfg).__name__}")
-    if "tuner" not in cfg:
-        raise ConfigError(f"{where}tuner config is missing the 'tuner' field (installed: {', '.join(registries.tuners.names())})")
-    tuner_cls = registries.tuners.get(str(cfg["tuner"]))
-    return validate_config(tuner_cls.config_class, cfg, source)
-
-
-def is_multi_adapter_mapping(cfg: Any) -> bool:
-    """``{adapter_name: config, ...}`` as opposed to a single config mapping."""
-    return (
-        isinstance(cfg, Mapping)
-        and "tuner" not in cfg
-        and len(cfg) > 0
-        and all(isinstance(v, (Mapping, TunerConfig)) or type(v).__module__.startswith("peft.") for v in cfg.values())
-    )
+        return getattr(config_dispatch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,11 +17,10 @@ from torch import nn
 
 from . import registries
 from .adapter_dtype import ADAPTER_DTYPES, AdapterDtype, base_float_dtype, cast_parameters, resolve_adapter_dtype
-from .config import TunerConfig, parse_config
+from .config import TunerConfig
+from .config_dispatch import config_from_disk, parse_config
 from .errors import ConfigError, NotMergeableError, SwiftuneError
-from .peft_claims import tuner_for_peft_config
 from .peft_quiet import without_implied_tuner
-from .plugin_defaults import peft_fallback_tuner
 from .rollback import rollback_on_error
 from .serialization import adapter_dir, check_adapter_name, write_adapter_config
 from .tuner import Tuner
@@ -365,18 +364,3 @@ def _name_or_path(model: nn.Module) -> str | None:
     cfg = getattr(model, "config", None)
     value = getattr(cfg, "_name_or_path", None) or getattr(model, "name_or_path", None)
     return value or None
-
-
-def config_from_disk(data: Mapping[str, Any], source: str | None = None) -> TunerConfig:
-    """Read an ``adapter_config.json``: swiftune's (``tuner`` field) or PEFT's (``peft_type``)."""
-    tuner_name = data.get("tuner")
-    if tuner_name is None:
-        if data.get("peft_type") is None:
-            raise ConfigError(f"{source}: adapter config has neither 'tuner' nor 'peft_type'")
-        # Claims by peft_type (and fields): see swiftune.peft_claims for who wins.
-        tuner_name = tuner_for_peft_config(data, source) or peft_fallback_tuner()
-    cls: type[Tuner] = registries.tuners.get(str(tuner_name))
-    try:
-        return cls.config_class.from_disk_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None

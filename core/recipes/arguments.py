@@ -155,7 +155,7 @@ class SftArguments(CommandArguments):
         command's value when it was given and ``tuner_args`` does not set it: one idea, one flag.
         """
         from .. import registries
-        from ..config import parse_config
+        from ..config_dispatch import parse_config
 
         from .sft_defaults import tuner_defaults
 

@@ -123,7 +123,7 @@ def diffusers_to_adapter_folder(path: Path, folder: Path) -> Path:
     """Write a diffusers LoRA file as a swiftune adapter folder of a ``DenoiserLoss`` (PEFT's layout)."""
     from safetensors.torch import save_file
 
-    from ..config import parse_config
+    from ..config_dispatch import parse_config
     from ..serialization import write_adapter_config
 
     tensors, config = read_diffusers_lora(path)

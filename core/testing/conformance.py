@@ -23,7 +23,8 @@ from torch import nn
 
 from .. import registries
 from ..api import Swift
-from ..config import TunerConfig, parse_config
+from ..config import TunerConfig
+from ..config_dispatch import parse_config
 from ..errors import ConfigError, NotMergeableError
 from ..layers import WrapperLayer
 from ..swift_model import SwiftModel
