@@ -22,7 +22,7 @@ _LAZY = {
     "ParameterSummary": "swift_model",
     "Tuner": "tuner",
     "TunerConfig": "config",
-    "parse_config": "config",
+    "parse_config": "config_dispatch",
     "DatasetAdapter": "dataset",
     "DatasetEntry": "dataset",
     "ChatTemplate": "template",
@@ -66,7 +66,8 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from . import errors, module_utils, registries, serialization
     from .api import Swift
-    from .config import TunerConfig, parse_config
+    from .config import TunerConfig
+    from .config_dispatch import parse_config
     from .dataset import DatasetAdapter
     from .errors import (
         AdapterLoadError,

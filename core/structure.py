@@ -1,5 +1,4 @@
-"""Model structure tuners need: the repeated blocks, the hidden width, wrappers, and the shared
-on / off / remove logic of tuners that live in ``WrapperLayer`` wrappers.
+"""Model structure tuners need: the repeated blocks, the hidden width, the wrappers already in place.
 
 Found generically (no per-family tables): the blocks are the children of the largest
 ``nn.ModuleList`` of same-class modules (``model.layers``, ``transformer.h``, ``encoder.layer``, ...).
@@ -9,12 +8,15 @@ which other tuners wrap what.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Sequence
 
 from torch import nn
 
 from .layers import WrapperLayer
-from .module_utils import Site, is_linear, iter_sites, name_matches, set_module
+from .module_utils import Site, is_linear, iter_sites, name_matches
+from .wrapper_tuner import WrapperLayerTuner  # its home before it had one; plugins import it from here
+
+__all__ = ["find_blocks", "select_blocks", "hidden_size", "linear_features", "wrapper_sites", "WrapperLayerTuner"]
 
 
 def _numel(module: nn.Module) -> int:
@@ -89,24 +91,3 @@ def wrapper_sites(model: nn.Module, cls: type[WrapperLayer]) -> Iterator[tuple[s
             if isinstance(module, cls):
                 yield site.name, path, module
             module, path = module.base_layer, f"{path}.base_layer"
-
-
-class _WrapperTuner(Protocol):
-    adapter_name: str
-
-    def layers(self, model: nn.Module) -> Iterator[tuple[str, str, WrapperLayer]]: ...
-
-
-class WrapperLayerTuner:
-    """``set_active`` / ``remove`` for a ``Tuner`` whose adapter lives in the wrappers that its
-    ``layers(model)`` yields as ``(logical name, path, wrapper)``. Mix in before ``Tuner``."""
-
-    def set_active(self: _WrapperTuner, model: nn.Module, active: bool) -> None:
-        for _, _, layer in self.layers(model):
-            layer.set_adapter_active(self.adapter_name, active)
-
-    def remove(self: _WrapperTuner, model: nn.Module) -> None:
-        for _, path, layer in reversed(list(self.layers(model))):  # inner first: paths above stay valid
-            layer.delete_adapter(self.adapter_name)
-            if not layer.adapter_names:
-                set_module(model, path, layer.base_layer)

@@ -14,7 +14,8 @@ from torch import nn
 from swiftune.module_utils import find_targets, set_module
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.structure import WrapperLayerTuner, hidden_size, linear_features, wrapper_sites
+from swiftune.structure import hidden_size, linear_features, wrapper_sites
+from swiftune.wrapper_tuner import WrapperLayerTuner
 
 from .config import AdapterConfig
 from .layer import AdapterLayer

@@ -18,7 +18,8 @@ from swiftune.layers import WrapperLayer
 from swiftune.module_utils import iter_sites, name_matches, set_module
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.structure import WrapperLayerTuner, find_blocks, wrapper_sites
+from swiftune.structure import find_blocks, wrapper_sites
+from swiftune.wrapper_tuner import WrapperLayerTuner
 
 from .config import BitFitConfig, PartConfig
 from .layer import PartLayer

@@ -16,7 +16,8 @@ from swiftune.tuner import Tuner
 
 from .config import SideConfig
 from .layer import SideLayer
-from swiftune.structure import WrapperLayerTuner, hidden_size, linear_features, select_blocks, wrapper_sites
+from swiftune.structure import hidden_size, linear_features, select_blocks, wrapper_sites
+from swiftune.wrapper_tuner import WrapperLayerTuner
 
 
 class Side(WrapperLayerTuner, Tuner):
