@@ -1,4 +1,4 @@
-"""What the prompt-learning tuners (``prompt``, ``prefix``) share.
+"""What the prompt-learning tuners share: ``prompt``, ``prefix`` and the PEFT bridge's prompt tuners.
 
 Their trained tensors live in one ``ModuleDict`` keyed by adapter name, attached to the base model
 (so ``model.parameters()``, optimizers, ``.to()`` and ``requires_grad`` bookkeeping see them); they

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from swiftune.serialization import load_checked
-from swiftune.tuners.prompt import common
+from swiftune.tuners import _prompt_learning as prompt_learning
 
 from .config import PeftBridgeConfig, canonical
 from .tuner import PeftBridge
@@ -48,7 +48,7 @@ class PeftPrompt(nn.Module):
         return self.forward().detach().clone()
 
 
-class PeftPromptBridge(common.InputRewriter, PeftBridge):
+class PeftPromptBridge(prompt_learning.InputRewriter, PeftBridge):
     """``PeftBridge`` for a P_TUNING / PROMPT_TUNING config (``PeftBridge(...)`` returns one)."""
 
     mergeable = False
@@ -76,7 +76,7 @@ class PeftPromptBridge(common.InputRewriter, PeftBridge):
             raise ValueError(f"{self.config.method} needs a model with input embeddings")
         peft_cfg = self.config.build()
         if peft_cfg.task_type is None:
-            peft_cfg.task_type = common.task_type(model)
+            peft_cfg.task_type = prompt_learning.task_type(model)
         # PEFT's own filling of token_dim, num_layers, heads, encoder width from the model config.
         peft_cfg = _prepare_prompt_learning_config(peft_cfg, model.config)
         peft_cfg.num_transformer_submodules = peft_cfg.num_transformer_submodules or 1
@@ -93,23 +93,23 @@ class PeftPromptBridge(common.InputRewriter, PeftBridge):
             encoder = encoder_cls(build_cfg, embeddings)
         module = PeftPrompt(encoder, peft_cfg.num_virtual_tokens, folded=self.loading).to(embeddings.weight.device)
         module.train(model.training)
-        common.attach(model, self.adapter_name, module)
+        prompt_learning.attach(model, self.adapter_name, module)
         self._install_hook(model)
 
     # -- the forward change --------------------------------------------------------------------------
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""
-        return common.prepend_virtual_tokens(model, kwargs, self.adapter_name, self.num_virtual_tokens, self.name,
+        return prompt_learning.prepend_virtual_tokens(model, kwargs, self.adapter_name, self.num_virtual_tokens, self.name,
                                              self._caches)
 
     # -- parameters and state --------------------------------------------------------------------------
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-        yield from common.named_parameters(model, self.adapter_name)
+        yield from prompt_learning.named_parameters(model, self.adapter_name)
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """PEFT's ``get_peft_model_state_dict`` for prompt learning: the encoder's output rows."""
-        module: PeftPrompt = common.encoder_of(model, self.adapter_name)
+        module: PeftPrompt = prompt_learning.encoder_of(model, self.adapter_name)
         was_training = module.training
         module.eval()
         try:
@@ -118,8 +118,8 @@ class PeftPromptBridge(common.InputRewriter, PeftBridge):
             module.train(was_training)
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-        module: PeftPrompt = common.encoder_of(model, self.adapter_name)
+        module: PeftPrompt = prompt_learning.encoder_of(model, self.adapter_name)
         if not module.folded:
             raise RuntimeError(f"adapter '{self.adapter_name}': load a P-Tuning file into a freshly loaded adapter")
-        load_checked({WEIGHTS_KEY: (module.encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")},
+        load_checked({WEIGHTS_KEY: (module.encoder.embedding.weight, f"{prompt_learning.CONTAINER}.{self.adapter_name}")},
                      state_dict, self.adapter_name)  # fmt: skip

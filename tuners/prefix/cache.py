@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from swiftune.tuners.prompt.common import config_value, text_config
+from swiftune.tuners._prompt_learning import config_value, text_config
 
 
 def kv_shape(model: nn.Module) -> dict[str, int]:

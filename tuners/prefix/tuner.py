@@ -15,7 +15,7 @@ from torch import nn
 
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
-from swiftune.tuners.prompt import common
+from swiftune.tuners import _prompt_learning as prompt_learning
 
 from .cache import fill_cache, kv_shape, per_layer
 from .config import PrefixConfig
@@ -24,7 +24,7 @@ from .encoder import PrefixEncoder
 WEIGHTS_KEY = "prompt_embeddings"
 
 
-class PrefixTuning(common.InputRewriter, Tuner):
+class PrefixTuning(prompt_learning.InputRewriter, Tuner):
     name = "prefix"
     calls_frozen_linears_only = True
     description = "trained per-layer key/value prefixes through the model's KV cache"
@@ -45,11 +45,11 @@ class PrefixTuning(common.InputRewriter, Tuner):
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def inject(self, model: nn.Module) -> None:
-        common.check_decoder_or_encoder(model, self.name)
-        cfg = common.fill(self.config, {**kv_shape(model), "num_transformer_submodules": 1}, self.name)
+        prompt_learning.check_decoder_or_encoder(model, self.name)
+        cfg = prompt_learning.fill(self.config, {**kv_shape(model), "num_transformer_submodules": 1}, self.name)
         if cfg.token_dim % cfg.num_attention_heads:
             raise ValueError(f"token_dim={cfg.token_dim} is not a multiple of num_attention_heads={cfg.num_attention_heads}")
-        cfg = common.fill(cfg, {"task_type": common.task_type(model)}, self.name)
+        cfg = prompt_learning.fill(cfg, {"task_type": prompt_learning.task_type(model)}, self.name)
         if cfg.encoder_hidden_size is None:  # a default, not a shape the model dictates
             cfg = cfg.model_copy(update={"encoder_hidden_size": cfg.token_dim})
         self.config = cfg
@@ -63,7 +63,7 @@ class PrefixTuning(common.InputRewriter, Tuner):
             projection_hidden=hidden,
             zero_init=self.config.init_weights == "zero",
         ).to(device)
-        common.attach(model, self.adapter_name, encoder)
+        prompt_learning.attach(model, self.adapter_name, encoder)
         self._install_hook(model)
 
 
@@ -72,37 +72,37 @@ class PrefixTuning(common.InputRewriter, Tuner):
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the prefix in the cache, mask and positions adjusted."""
         num = self.config.num_virtual_tokens
-        tokens = common.token_inputs(kwargs, self.name)
+        tokens = prompt_learning.token_inputs(kwargs, self.name)
         batch, length = tokens.shape[:2]
-        key = common.cache_key(model, kwargs)
-        cache = common.get_cache(kwargs)
-        past = common.cache_length(cache)
+        key = prompt_learning.cache_key(model, kwargs)
+        cache = prompt_learning.get_cache(kwargs)
+        past = prompt_learning.cache_length(cache)
         if past == 0:
-            common.check_no_checkpointing(model, self.name)
-            rows = common.encoder_of(model, self.adapter_name)().to(model.dtype)
+            prompt_learning.check_no_checkpointing(model, self.name)
+            rows = prompt_learning.encoder_of(model, self.adapter_name)().to(model.dtype)
             cache = fill_cache(model, cache, per_layer(rows, self.config.num_layers, self.config.num_attention_heads, batch))
             self._caches.add(cache)
-            for name in common.CACHE_KEYS:
+            for name in prompt_learning.CACHE_KEYS:
                 kwargs.pop(name, None)
             kwargs[key] = cache
-            excluded = common.caller_excludes_virtual(kwargs, num, num + length, default=True)
+            excluded = prompt_learning.caller_excludes_virtual(kwargs, num, num + length, default=True)
         else:
-            excluded = common.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)
+            excluded = prompt_learning.caller_excludes_virtual(kwargs, num, past + length, default=cache in self._caches)
         if excluded:
-            common.prepend(kwargs, "attention_mask", num, 1)
-            common.shift_positions(kwargs, num, with_virtual=False)
+            prompt_learning.prepend(kwargs, "attention_mask", num, 1)
+            prompt_learning.shift_positions(kwargs, num, with_virtual=False)
         return kwargs
 
     # -- parameters and state ------------------------------------------------------------------------------
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-        yield from common.named_parameters(model, self.adapter_name)
+        yield from prompt_learning.named_parameters(model, self.adapter_name)
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """PEFT's layout: the prefixes themselves, the projection MLP applied (folded)."""
         with torch.no_grad():
-            return {WEIGHTS_KEY: common.encoder_of(model, self.adapter_name)().detach().clone()}
+            return {WEIGHTS_KEY: prompt_learning.encoder_of(model, self.adapter_name)().detach().clone()}
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-        encoder: PrefixEncoder = common.encoder_of(model, self.adapter_name)
-        common.fold_for_loading(encoder, self.name, self.adapter_name)
-        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)
+        encoder: PrefixEncoder = prompt_learning.encoder_of(model, self.adapter_name)
+        prompt_learning.fold_for_loading(encoder, self.name, self.adapter_name)
+        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{prompt_learning.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)

@@ -17,15 +17,15 @@ from torch import nn
 
 from swiftune.serialization import load_checked
 from swiftune.tuner import Tuner
+from swiftune.tuners import _prompt_learning as prompt_learning
 
-from . import common
 from .config import PromptConfig
 from .encoder import PromptEncoder
 
 WEIGHTS_KEY = "prompt_embeddings"
 
 
-class PromptTuning(common.InputRewriter, Tuner):
+class PromptTuning(prompt_learning.InputRewriter, Tuner):
     name = "prompt"
     calls_frozen_linears_only = True
     description = "trained virtual-token embeddings prepended to the input embeddings (P-Tuning via encoder_type)"
@@ -46,17 +46,17 @@ class PromptTuning(common.InputRewriter, Tuner):
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def inject(self, model: nn.Module) -> None:
-        common.check_decoder_or_encoder(model, self.name)
+        prompt_learning.check_decoder_or_encoder(model, self.name)
         embeddings = model.get_input_embeddings()
-        cfg = common.text_config(model)
-        self.config = common.fill(
+        cfg = prompt_learning.text_config(model)
+        self.config = prompt_learning.fill(
             self.config,
             {
                 "token_dim": embeddings.weight.shape[1],
-                "num_attention_heads": common.config_value(cfg, "num_attention_heads", "n_head", "num_heads"),
-                "num_layers": common.config_value(cfg, "num_hidden_layers", "num_layers", "n_layer"),
+                "num_attention_heads": prompt_learning.config_value(cfg, "num_attention_heads", "n_head", "num_heads"),
+                "num_layers": prompt_learning.config_value(cfg, "num_hidden_layers", "num_layers", "n_layer"),
                 "num_transformer_submodules": 1,
-                "task_type": common.task_type(model),
+                "task_type": prompt_learning.task_type(model),
             },
             self.name,
         )
@@ -74,7 +74,7 @@ class PromptTuning(common.InputRewriter, Tuner):
             with torch.no_grad():
                 encoder.embedding.weight.copy_(self._initial_rows(model, embeddings))
         encoder.train(model.training)
-        common.attach(model, self.adapter_name, encoder)
+        prompt_learning.attach(model, self.adapter_name, encoder)
         self._install_hook(model)
 
     def _initial_rows(self, model: nn.Module, embeddings: nn.Module) -> torch.Tensor:
@@ -108,19 +108,19 @@ class PromptTuning(common.InputRewriter, Tuner):
 
     def rewrite(self, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's keyword arguments with the virtual tokens in front (when it starts a sequence)."""
-        return common.prepend_virtual_tokens(model, kwargs, self.adapter_name, self.config.num_virtual_tokens,
+        return prompt_learning.prepend_virtual_tokens(model, kwargs, self.adapter_name, self.config.num_virtual_tokens,
                                              self.name, self._caches)
 
     # -- parameters and state ------------------------------------------------------------------------------
     def named_trainable_parameters(self, model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-        yield from common.named_parameters(model, self.adapter_name)
+        yield from prompt_learning.named_parameters(model, self.adapter_name)
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """PEFT's layout: the virtual-token embeddings, any prompt encoder applied (folded)."""
-        encoder: PromptEncoder = common.encoder_of(model, self.adapter_name)
+        encoder: PromptEncoder = prompt_learning.encoder_of(model, self.adapter_name)
         return {WEIGHTS_KEY: encoder.rows()}
 
     def load_state_dict(self, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-        encoder: PromptEncoder = common.encoder_of(model, self.adapter_name)
-        common.fold_for_loading(encoder, self.name, self.adapter_name)
-        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{common.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)
+        encoder: PromptEncoder = prompt_learning.encoder_of(model, self.adapter_name)
+        prompt_learning.fold_for_loading(encoder, self.name, self.adapter_name)
+        load_checked({WEIGHTS_KEY: (encoder.embedding.weight, f"{prompt_learning.CONTAINER}.{self.adapter_name}")}, state_dict, self.adapter_name)
