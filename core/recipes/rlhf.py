@@ -14,20 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from .rlhf_arguments import NEEDS_REFERENCE, RlhfArguments
-from .run_folder import check_resume, completed_step, final_from_checkpoint
-from .runtime import is_main_process, resolve_precision
-from .sft import (
-    FINAL_NAME,
-    SftResult,
-    check_reporters,
-    clear_previous_run,
-    default_output_dir,
-    resolve_model,
-    resume_checkpoint,
-    save_final,
-    training_kwargs,
-    write_args_json,
-)
+from .run_stages import start_in_folder, train_and_save
+from .sft import SftResult, check_reporters, default_output_dir, resolve_model, training_kwargs, write_args_json
 
 #: The data kind each method trains on (KTO also takes pairs: each gives a desirable and an undesirable row).
 DATA_KINDS = {"dpo": ("preference",), "orpo": ("preference",), "cpo": ("preference",), "simpo": ("preference",),
@@ -158,8 +146,6 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
     from .runtime import quiet_libraries
 
     quiet_libraries()
-    from transformers import set_seed
-
     from ..api import Swift
     from . import bridge, vision
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
@@ -171,19 +157,10 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
     tuner_config = args.tuner_config()
     if args.rlhf_type == "grpo":
         reward_functions(args.reward_funcs)  # unknown names fail before anything loads
-    resume = resume_checkpoint(args, output_dir)
-    if args.resume:
-        args = check_resume(args, output_dir, resume)  # the run's model and tuner, before anything is written
-        done = completed_step(args, resume)
-        if done is not None:
-            final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
-            print(f"swiftune: the run in {output_dir} is complete (step {done}); nothing to train", flush=True)
-            return SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
-    if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
-        clear_previous_run(output_dir)
-    precision = resolve_precision(args.precision)
-
-    set_seed(args.seed)
+    start = start_in_folder(args, output_dir)
+    if start.finished is not None:
+        return start.finished
+    args, resume, precision = start.args, start.resume, start.precision
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     vision.text_only_command(tokenizer, args.model, "rlhf")
     template = bridge.resolve_template(args.template, model, tokenizer)
@@ -205,11 +182,7 @@ def _run_rlhf(args: RlhfArguments, output_dir: Path) -> SftResult:
         if resume:
             print(f"resuming from {resume}", flush=True)
 
-    result = trainer.train(resume_from_checkpoint=resume)
-    if val_rows and not any(r.get("step") == trainer.state.global_step and "eval_loss" in r
-                            for r in trainer.state.log_history):
-        trainer.evaluate()
-    final = save_final(trainer, output_dir)
+    result, final = train_and_save(trainer, output_dir, resume, has_eval=bool(val_rows))
     if trainer.args.should_save:
         records = read_log(output_dir / LOG_NAME)
         title = f"{args.model} + {args.tuner} ({args.rlhf_type})"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .arguments import SftArguments
-from .runtime import is_main_process
 
 
 @dataclass
@@ -48,31 +47,21 @@ def _run(args: SftArguments, output_dir: Path, build: Callable[[SftArguments, st
     from .runtime import quiet_libraries
 
     quiet_libraries()
-    from transformers import TrainingArguments, set_seed
+    from transformers import TrainingArguments
 
     from ..loraplus import loraplus_optimizer
     from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
     from .finite_guard import FiniteGuard
     from .plot import plot_loss
-    from .run_folder import check_resume, completed_step, final_from_checkpoint
-    from .runtime import resolve_precision
-    from .sft import (FINAL_NAME, SftResult, check_reporters, clear_previous_run, resolve_model, resume_checkpoint,
-                      save_final, training_kwargs, write_args_json)
+    from .run_stages import start_in_folder, train_and_save
+    from .sft import SftResult, check_reporters, resolve_model, training_kwargs, write_args_json
     from .trainer import SwiftTrainer
 
     check_reporters(args.report_to)
-    resume = resume_checkpoint(args, output_dir)
-    if args.resume:
-        args = check_resume(args, output_dir, resume)
-        done = completed_step(args, resume)
-        if done is not None:
-            final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
-            print(f"swiftune: the run in {output_dir} is complete (step {done}); nothing to train", flush=True)
-            return SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
-    if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
-        clear_previous_run(output_dir)
-    precision = resolve_precision(args.precision)
-    set_seed(args.seed)
+    start = start_in_folder(args, output_dir)
+    if start.finished is not None:
+        return start.finished
+    args, resume, precision = start.args, start.resume, start.precision
     setup = build(args, precision)
     has_eval = setup.val is not None and len(setup.val) > 0
     kwargs = training_kwargs(args, output_dir, precision, has_eval)
@@ -101,11 +90,7 @@ def _run(args: SftArguments, output_dir: Path, build: Callable[[SftArguments, st
         print("\n".join(lines), flush=True)
         if resume:
             print(f"resuming from {resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume)
-    if has_eval and not any(r.get("step") == trainer.state.global_step and "eval_loss" in r
-                            for r in trainer.state.log_history):
-        trainer.evaluate()
-    final = save_final(trainer, output_dir)
+    result, final = train_and_save(trainer, output_dir, resume, has_eval)
     if trainer.args.should_save:
         plot_loss(read_log(output_dir / LOG_NAME), output_dir / "loss.png", title=f"{args.model} + {args.tuner} ({args.task})")
         print(f"final adapter: {final}", flush=True)
