@@ -4,6 +4,11 @@ The run folder gets ``args.json`` (everything ``infer`` needs to rebuild the mod
 ``logging.jsonl`` run log, atomic ``checkpoint-N/`` folders, the final adapter in ``final/`` and
 ``loss.png``. Distribution (DDP, FSDP, DeepSpeed) is the Trainer's: launch with ``torchrun`` or
 ``accelerate launch``; only the main process writes files.
+
+A run is three steps: ``set_up`` (run folder, model, data), ``build_trainer`` (tuner, lean-training
+choices, ``SwiftTrainer``, ``args.json``) and ``train_and_publish`` (train, ``final/``, the loss plot).
+The helpers before them (output folder, resume, reporters, training arguments, ``args.json``,
+``save_final``) serve the rlhf and task recipes too.
 """
 
 from __future__ import annotations
@@ -231,17 +236,46 @@ def run_sft(args: SftArguments) -> SftResult:
 def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     from .runtime import quiet_libraries
 
-    quiet_libraries()  # before the imports below, which pull in the libraries that warn at import
+    quiet_libraries()  # before the steps' imports, which pull in the libraries that warn at import
+    run = set_up(args, output_dir)
+    if isinstance(run, SftResult):
+        return run  # the resumed run is already complete
+    trainer = build_trainer(run)
+    return train_and_publish(run, trainer)
+
+
+# -- the three steps of a run: set up, build the trainer, train and publish ----------------------------------------
+@dataclass
+class SftRun:
+    """What ``set_up`` gathered for the trainer: the arguments as resumed, the run folder's decisions,
+    the model and the tokenized data (``processor`` only for a vision-language model)."""
+
+    args: SftArguments
+    output_dir: Path
+    resume: str | None
+    precision: str
+    tuner_config: Any
+    model: Any
+    tokenizer: Any
+    processor: Any
+    template: Any
+    train: Any
+    train_stats: Any
+    val: Any
+
+    @property
+    def has_eval(self) -> bool:
+        return self.val is not None and len(self.val) > 0
+
+
+def set_up(args: SftArguments, output_dir: Path) -> SftRun | SftResult:
+    """The run folder (resume, or refuse / clear a previous run), the seed, the model and the data.
+
+    Returns the finished run's ``SftResult`` instead when a resumed run has nothing left to train.
+    """
     from transformers import set_seed
 
-    from ..api import Swift
     from . import bridge, vision
-    from .callbacks import LOG_NAME, RunLogger, debug_hooks, read_log
-    from .finite_guard import FiniteGuard
-    from .lean import lean_training
-    from .plot import plot_loss
-    from ..loraplus import loraplus_optimizer
-    from .trainer import SwiftTrainer
 
     check_reporters(args.report_to)
     tuner_config = args.tuner_config()
@@ -277,17 +311,32 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
         train, train_stats = bridge.tokenize_with_stats(train_rows, tokenizer, template, args.max_length,
                                                         args.truncation, args.packing)
         val = bridge.tokenize(val_rows, tokenizer, template, args.max_length, args.truncation) if val_rows else None
+    return SftRun(args, output_dir, resume, precision, tuner_config, model, tokenizer, processor, template,
+                  train, train_stats, val)
 
-    swift = Swift.prepare(model, tuner_config, adapter_dtype=args.adapter_dtype)
-    lean = lean_training(vision.lean_arguments(args) if processor else args, swift, precision)
-    training_args = training_arguments(args, output_dir, precision, has_eval=val is not None and len(val) > 0,
+
+def build_trainer(run: SftRun) -> Any:
+    """The tuner on the model, the lean-training choices and the ``SwiftTrainer``; the main process
+    writes ``args.json`` and prints the start banner."""
+    from ..api import Swift
+    from ..loraplus import loraplus_optimizer
+    from . import bridge, vision
+    from .callbacks import RunLogger, debug_hooks
+    from .finite_guard import FiniteGuard
+    from .lean import lean_training
+    from .trainer import SwiftTrainer
+
+    args, output_dir, processor, tokenizer = run.args, run.output_dir, run.processor, run.tokenizer
+    swift = Swift.prepare(run.model, run.tuner_config, adapter_dtype=args.adapter_dtype)
+    lean = lean_training(vision.lean_arguments(args) if processor else args, swift, run.precision)
+    training_args = training_arguments(args, output_dir, run.precision, has_eval=run.has_eval,
                                        padding_free=lean.padding_free)
     trainer = SwiftTrainer(
         model=swift,
         args=training_args,
         optimizer_cls_and_kwargs=loraplus_optimizer(training_args, args.lorap_lr_ratio, swift),
-        train_dataset=train,
-        eval_dataset=val,
+        train_dataset=run.train,
+        eval_dataset=run.val,
         data_collator=vision.ImageTextCollator(tokenizer.pad_token_id) if processor else bridge.collator(
             tokenizer, padding_free=lean.padding_free),
         no_kv_cache=lean.padding_free or lean.compiled_blocks > 0,
@@ -298,17 +347,26 @@ def _run_sft(args: SftArguments, output_dir: Path) -> SftResult:
     )
     if trainer.args.should_save:
         resolved = {"output_dir": str(output_dir.resolve()), "model": resolve_model(args.model),
-                    "template": bridge.template_name(template), "tuner_args": tuner_config.to_dict(),
-                    "resolved_precision": precision, "learning_rate": sft_defaults.learning_rate(args)}
+                    "template": bridge.template_name(run.template), "tuner_args": run.tuner_config.to_dict(),
+                    "resolved_precision": run.precision, "learning_rate": sft_defaults.learning_rate(args)}
         trainer.run_args = write_args_json(args, output_dir, resolved)  # also into each checkpoint and final/
-        print(summary(args.model, tuner_config, swift, train, val, trainer, precision, output_dir, train_stats),
-              flush=True)
+        print(summary(args.model, run.tuner_config, swift, run.train, run.val, trainer, run.precision, output_dir,
+                      run.train_stats), flush=True)
         print(f"lean       {lean.describe()}", flush=True)
-        if resume:
-            print(f"resuming from {resume}", flush=True)
+        if run.resume:
+            print(f"resuming from {run.resume}", flush=True)
+    return trainer
 
-    result = trainer.train(resume_from_checkpoint=resume)
-    if val is not None and len(val) and not any(
+
+def train_and_publish(run: SftRun, trainer: Any) -> SftResult:
+    """Train (from the resumed checkpoint), evaluate the last step if no evaluation landed on it,
+    publish ``final/`` by one rename and plot the loss."""
+    from .callbacks import LOG_NAME, read_log
+    from .plot import plot_loss
+
+    args, output_dir = run.args, run.output_dir
+    result = trainer.train(resume_from_checkpoint=run.resume)
+    if run.val is not None and len(run.val) and not any(
         r.get("step") == trainer.state.global_step and "eval_loss" in r for r in trainer.state.log_history
     ):
         trainer.evaluate()
