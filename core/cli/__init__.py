@@ -66,7 +66,7 @@ CALL_NAMES = {"eval": "evaluate"}
 
 def run_recipe(command: str, argv: Sequence[str]) -> int:
     """Parse the command's arguments, then run it (torch is imported only here)."""
-    from ..recipes.arguments import COMMANDS
+    from ..recipes.commands import COMMANDS
     from .args import parse_command
 
     arguments = parse_command(COMMANDS[command], argv, prog=f"swiftune {command}")

@@ -20,7 +20,14 @@ _LAZY_DEFAULTS = {"DEFAULT_MODEL": "default_model", "DEFAULT_DATASET": "default_
 
 
 def __getattr__(name: str) -> Any:
-    """``DEFAULT_MODEL`` / ``DEFAULT_DATASET`` / ``DEFAULT_TUNER``: the installed plugins' defaults."""
+    """``DEFAULT_MODEL`` / ``DEFAULT_DATASET`` / ``DEFAULT_TUNER``: the installed plugins' defaults.
+
+    ``COMMANDS`` lives in ``commands`` (it names rlhf's arguments, which extend sft's defined here);
+    this keeps ``from swiftune.recipes.arguments import COMMANDS`` working."""
+    if name == "COMMANDS":
+        from .commands import COMMANDS
+
+        return COMMANDS
     if name not in _LAZY_DEFAULTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from .. import plugin_defaults
@@ -249,8 +256,6 @@ class DeployArguments(CommandArguments):
         return _as_list(value)
 
 
-from .rlhf_arguments import RlhfArguments  # noqa: E402 - it extends SftArguments, defined above
-
 class EvalArguments(CommandArguments):
     """``swiftune eval``: score the base model and each adapter on the same data."""
 
@@ -275,13 +280,3 @@ class EvalArguments(CommandArguments):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)
-
-
-COMMANDS: dict[str, type[CommandArguments]] = {
-    "sft": SftArguments,
-    "infer": InferArguments,
-    "export": ExportArguments,
-    "rlhf": RlhfArguments,
-    "deploy": DeployArguments,
-    "eval": EvalArguments,
-}
