@@ -1,9 +1,9 @@
 """The start and the end of a training run that every recipe goes through the same way.
 
 ``start_in_folder``: resume from a checkpoint, stop at once when the resumed run is already complete,
-or clear a previous run that ``--overwrite_output_dir`` replaces; then resolve the precision and seed. ``train_and_save``: train, evaluate
-once more when the last step had no evaluation, and publish ``final/``. The rlhf and task recipes
-(image classification, text-to-image) call both.
+or clear a previous run that ``--overwrite_output_dir`` replaces; then resolve the precision and seed.
+``train_and_save``: train, evaluate once more when the last step had no evaluation, and publish
+``final/``. The rlhf and task recipes (image classification, text-to-image) call both.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def start_in_folder(args: Any, output_dir: Path) -> RunStart:
         if done is not None:
             final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
             print(f"swiftune: the run in {output_dir} is complete (step {done}); nothing to train", flush=True)
-            return RunStart(args, resume, finished=SftResult(output_dir=output_dir, adapter_dir=final, global_step=done))
+            finished = SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
+            return RunStart(args, resume, finished=finished)
     if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
         clear_previous_run(output_dir)
     precision = resolve_precision(args.precision)
