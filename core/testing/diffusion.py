@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 #: Characters of the tiny CLIP tokenizer's vocabulary (lower-case words of the examples' captions).
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -25,29 +26,60 @@ def tiny_clip_tokenizer(folder: str | Path):
     return tokenizer
 
 
-def tiny_sd_pipeline(folder: str | Path, *, prediction_type: str = "epsilon", seed: int = 0):
-    """Save a tiny random ``StableDiffusionPipeline`` (16x16 images, 8x8 latents) to ``folder``; return it."""
+def _clip_tokenizer_then_seed(folder: Path, seed: int):
+    """The tiny CLIP tokenizer in ``folder/_tokenizer``, then torch seeded: the weights made next are the seed's."""
     import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
     tokenizer = tiny_clip_tokenizer(folder / "_tokenizer")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4,
+    return tokenizer
+
+
+def _tiny_unet(**blocks: Any):
+    """A two-level UNet on 8x8, 4-channel latents; ``blocks``: the pipeline's block types and conditioning."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16), norm_num_groups=4,
+        **blocks,
     )
-    vae = AutoencoderKL(
+
+
+def _tiny_vae(**extra: Any):
+    """The 16x16-image, 4-channel-latent VAE every tiny pipeline shares (``extra``: SD3's settings)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
-        layers_per_block=1, norm_num_groups=4, sample_size=16,
+        layers_per_block=1, norm_num_groups=4, sample_size=16, **extra,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
+
+
+def _tiny_clip_text_config(tokenizer: Any, **extra: Any):
+    """A two-layer CLIP text encoder's config over ``tiny_clip_tokenizer``'s vocabulary (a new one a call:
+    saving a model writes its class into its config, so two encoders must not share one)."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    ))
+        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, **extra,
+    )
+
+
+def tiny_sd_pipeline(folder: str | Path, *, prediction_type: str = "epsilon", seed: int = 0):
+    """Save a tiny random ``StableDiffusionPipeline`` (16x16 images, 8x8 latents) to ``folder``; return it."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    tokenizer = _clip_tokenizer_then_seed(folder, seed)
+    unet = _tiny_unet(
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4,
+    )
+    vae = _tiny_vae()
+    text_encoder = CLIPTextModel(_tiny_clip_text_config(tokenizer))
     scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type, clip_sample=False, steps_offset=1)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
@@ -92,30 +124,21 @@ def write_class_images(folder: str | Path, per_class: int = 6, size: int = 16) -
 def tiny_sdxl_pipeline(folder: str | Path, *, seed: int = 0):
     """Save a tiny random ``StableDiffusionXLPipeline`` (two CLIP text encoders, the second with a
     projection; a UNet with ``text_time`` added conditioning; 16x16 images) to ``folder``; return it."""
-    import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = Path(folder)
-    tokenizer = tiny_clip_tokenizer(folder / "_tokenizer")
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+    tokenizer = _clip_tokenizer_then_seed(folder, seed)
+    unet = _tiny_unet(
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=4, projection_class_embeddings_input_dim=16 + 6 * 4, cross_attention_dim=32,
-        norm_num_groups=4,
     )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
-        layers_per_block=1, norm_num_groups=4, sample_size=16,
-    )
-    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16)
+    vae = _tiny_vae()
     pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer, tokenizer_2=tokenizer,
+        vae=vae, text_encoder=CLIPTextModel(_tiny_clip_text_config(tokenizer, projection_dim=16)),
+        text_encoder_2=CLIPTextModelWithProjection(_tiny_clip_text_config(tokenizer, projection_dim=16)),
+        tokenizer=tokenizer, tokenizer_2=tokenizer,
         unet=unet, scheduler=EulerDiscreteScheduler(num_train_timesteps=100, steps_offset=1), add_watermarker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
@@ -126,8 +149,8 @@ def tiny_sd3_pipeline(folder: str | Path, *, seed: int = 0):
     """Save a tiny random ``StableDiffusion3Pipeline`` (an SD3 transformer, two CLIP encoders with
     projections, a one-layer T5 encoder, a flow-matching scheduler; 16x16 images) to ``folder``."""
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     from .tokenizers import tiny_tokenizer
 
@@ -138,17 +161,11 @@ def tiny_sd3_pipeline(folder: str | Path, *, seed: int = 0):
         sample_size=8, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
         caption_projection_dim=16, joint_attention_dim=32, pooled_projection_dim=32, out_channels=4,
     )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
-        layers_per_block=1, norm_num_groups=4, sample_size=16, use_quant_conv=False, use_post_quant_conv=False,
-        shift_factor=0.0609, scaling_factor=1.5035,
-    )
-    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16)
+    vae = _tiny_vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer, vae=vae, text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
+        transformer=transformer, vae=vae,
+        text_encoder=CLIPTextModelWithProjection(_tiny_clip_text_config(tokenizer, projection_dim=16)),
+        text_encoder_2=CLIPTextModelWithProjection(_tiny_clip_text_config(tokenizer, projection_dim=16)),
         text_encoder_3=T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=1,
                                                num_heads=4)),
         tokenizer=tokenizer, tokenizer_2=tokenizer, tokenizer_3=t5_tokenizer,
