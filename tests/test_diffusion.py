@@ -73,6 +73,19 @@ def unet_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.randn(2, 4, 8, 8, generator=gen), torch.tensor([10, 60]), torch.randn(2, 16, 16, generator=gen)
 
 
+def train_text_encoder_too_and_load_both(model: Path, data: Path, run: Path, pipeline_class: type) -> tuple:
+    """Train LoRA on the denoiser and the text encoders (4 steps); return diffusers' pipeline with the
+    saved adapter loaded by ``load_lora_weights`` and ours with it loaded by ``Swift.from_pretrained``."""
+    run_sft(SftArguments(task="text-to-image", model=str(model), dataset=[str(data)], output_dir=str(run),
+                         tuner="lora", train_text_encoder=True, max_steps=4, per_device_train_batch_size=4,
+                         gradient_accumulation_steps=1, learning_rate=2e-2, save_steps=4))
+    theirs = pipeline_class.from_pretrained(str(model), use_safetensors=True)
+    theirs.load_lora_weights(str(run / "final"))
+    ours = load_pipeline(str(model))
+    Swift.from_pretrained(denoiser_of(ours), run / "final")
+    return theirs, ours
+
+
 def test_training_lowers_the_loss_and_trains_only_lora(sd, data, run):
     batch = caption_batch(sd, data)
     base = denoiser_of(load_pipeline(str(sd)))
@@ -280,15 +293,9 @@ def test_sdxl_lora_trains_and_loads_in_diffusers(data, tmp_path):
     from swiftune.testing.diffusion import tiny_sdxl_pipeline
 
     tiny_sdxl_pipeline(tmp_path / "sdxl")
-    run = tmp_path / "run"
-    run_sft(SftArguments(task="text-to-image", model=str(tmp_path / "sdxl"), dataset=[str(data)], output_dir=str(run),
-                         tuner="lora", train_text_encoder=True, max_steps=4, per_device_train_batch_size=4,
-                         gradient_accumulation_steps=1, learning_rate=2e-2, save_steps=4))
-    theirs = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "sdxl"), use_safetensors=True)
-    theirs.load_lora_weights(str(run / "final"))
+    theirs, ours = train_text_encoder_too_and_load_both(tmp_path / "sdxl", data, tmp_path / "run",
+                                                        StableDiffusionXLPipeline)
     plain = StableDiffusionXLPipeline.from_pretrained(str(tmp_path / "sdxl"), use_safetensors=True)
-    ours = load_pipeline(str(tmp_path / "sdxl"))
-    Swift.from_pretrained(denoiser_of(ours), run / "final")
     gen = torch.Generator().manual_seed(0)
     latents, hidden, pooled = (torch.randn(*s, generator=gen) for s in ((1, 4, 8, 8), (1, 16, 32), (1, 16)))
     added = {"text_embeds": pooled, "time_ids": torch.tensor([[16.0, 16, 0, 0, 16, 16]])}
@@ -355,13 +362,7 @@ def test_sd3_flow_matching_lora_loads_in_diffusers(data, tmp_path):
     torch.testing.assert_close(loss, F.mse_loss(prediction, noise - latents))
 
     run = tmp_path / "run"
-    run_sft(SftArguments(task="text-to-image", model=str(tmp_path / "sd3"), dataset=[str(data)], output_dir=str(run),
-                         tuner="lora", train_text_encoder=True, max_steps=4, per_device_train_batch_size=4,
-                         gradient_accumulation_steps=1, learning_rate=2e-2, save_steps=4))
-    theirs = StableDiffusion3Pipeline.from_pretrained(str(tmp_path / "sd3"), use_safetensors=True)
-    theirs.load_lora_weights(str(run / "final"))
-    ours = load_pipeline(str(tmp_path / "sd3"))
-    Swift.from_pretrained(denoiser_of(ours), run / "final")
+    theirs, ours = train_text_encoder_too_and_load_both(tmp_path / "sd3", data, run, StableDiffusion3Pipeline)
     gen = torch.Generator().manual_seed(0)
     inputs = dict(hidden_states=torch.randn(1, 4, 8, 8, generator=gen), timestep=torch.tensor([500.0]),
                   encoder_hidden_states=torch.randn(1, 20, 32, generator=gen), pooled_projections=torch.randn(1, 32, generator=gen))

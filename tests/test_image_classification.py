@@ -45,14 +45,19 @@ def log_of(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
 
 
+def train_lora(base: Path, dataset: Path, run: Path, *, max_steps: int, logging_steps: int, save_steps: int) -> list[dict]:
+    """``swiftune sft --task image-classification`` with LoRA (lr 1e-2, batch 8, a quarter held out); the run log."""
+    assert cli.main(["sft", "--task", "image-classification", "--model", str(base), "--dataset", str(dataset),
+                     "--tuner", "lora", "--output-dir", str(run), "--max-steps", str(max_steps), "--learning-rate",
+                     "1e-2", "--per-device-train-batch-size", "8", "--gradient-accumulation-steps", "1",
+                     "--logging-steps", str(logging_steps), "--save-steps", str(save_steps), "--val-ratio", "0.25"]) == 0
+    return log_of(run)
+
+
 def test_vit_on_an_image_folder(images, tmp_path):
     base = save_base(vit, tmp_path / "vit")
     run = tmp_path / "run"
-    assert cli.main(["sft", "--task", "image-classification", "--model", str(base), "--dataset", str(images),
-                     "--tuner", "lora", "--output-dir", str(run), "--max-steps", "20", "--learning-rate", "1e-2",
-                     "--per-device-train-batch-size", "8", "--gradient-accumulation-steps", "1", "--logging-steps", "5",
-                     "--save-steps", "10", "--val-ratio", "0.25"]) == 0
-    log = log_of(run)
+    log = train_lora(base, images, run, max_steps=20, logging_steps=5, save_steps=10)
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < 0.5 * losses[0], losses
     accuracy = [r["eval_accuracy"] for r in log if "eval_accuracy" in r]
@@ -82,12 +87,7 @@ def test_swin_on_image_label_rows(images, tmp_path):
     rows = [{"image": str(p.relative_to(images)), "label": p.parent.name} for p in sorted(images.rglob("*.png"))]
     data = images / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = tmp_path / "run"
-    assert cli.main(["sft", "--task", "image-classification", "--model", str(base), "--dataset", str(data),
-                     "--tuner", "lora", "--output-dir", str(run), "--max-steps", "12", "--learning-rate", "1e-2",
-                     "--per-device-train-batch-size", "8", "--gradient-accumulation-steps", "1", "--logging-steps", "4",
-                     "--save-steps", "12", "--val-ratio", "0.25"]) == 0
-    log = log_of(run)
+    log = train_lora(base, data, tmp_path / "run", max_steps=12, logging_steps=4, save_steps=12)
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0], losses
     assert any("eval_accuracy" in r for r in log)
