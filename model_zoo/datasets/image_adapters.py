@@ -29,9 +29,11 @@ class ImageCaptionAdapter(_ImageAdapter):
     description = "image (file path), caption -> text-to-image (diffusion) training"
     required_columns = frozenset({"image", "caption"})
     produces = "image_caption"
+    #: The column the caption is read from.
+    caption_column = "caption"
 
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {"image": self.image(row), "text": self.text(row, "caption")}
+        return {"image": self.image(row), "text": self.text(row, self.caption_column)}
 
 
 class ImageTextAdapter(ImageCaptionAdapter):
@@ -40,9 +42,7 @@ class ImageTextAdapter(ImageCaptionAdapter):
     name = "image-text"
     description = "image (file path), text -> text-to-image (diffusion) training"
     required_columns = frozenset({"image", "text"})
-
-    def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {"image": self.image(row), "text": self.text(row, "text")}
+    caption_column = "text"
 
 
 class ImageLabelAdapter(_ImageAdapter):
