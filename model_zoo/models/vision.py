@@ -17,28 +17,30 @@ VLM_KEYS = ArchitectureKeys(
     attention="self_attn", mlp="mlp",
 )
 
+
+def _qwen_vl(name: str, description: str, ids: tuple[str, ...], architecture: str, model_type: str) -> ModelFamily:
+    """A Qwen vision-language family: the same ids on the HF hub and ModelScope, Qwen's chat template."""
+    return ModelFamily(
+        name=name, description=description, hf_ids=ids, ms_ids=ids, architectures=(architecture,),
+        model_types=(model_type,), template="qwen", keys=VLM_KEYS,
+    )
+
+
 FAMILIES: tuple[ModelFamily, ...] = (
-    ModelFamily(
-        name="qwen2-vl",
-        description="Qwen2-VL vision-language chat (images in chat rows); LoRA on the language model, vision tower frozen by default",
-        hf_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2-VL-2B"),
-        ms_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2-VL-2B"),
-        architectures=("Qwen2VLForConditionalGeneration",),
-        model_types=("qwen2_vl",),
-        template="qwen",
-        keys=VLM_KEYS,
+    _qwen_vl(
+        "qwen2-vl",
+        "Qwen2-VL vision-language chat (images in chat rows); LoRA on the language model, vision tower frozen by default",
+        ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct", "Qwen/Qwen2-VL-2B"),
+        "Qwen2VLForConditionalGeneration",
+        "qwen2_vl",
     ),
-    ModelFamily(
-        name="qwen2.5-vl",
-        description="Qwen2.5-VL vision-language chat (images in chat rows); LoRA on the language model, vision tower frozen by default",
-        hf_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-32B-Instruct",
-                "Qwen/Qwen2.5-VL-72B-Instruct"),
-        ms_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-32B-Instruct",
-                "Qwen/Qwen2.5-VL-72B-Instruct"),
-        architectures=("Qwen2_5_VLForConditionalGeneration",),
-        model_types=("qwen2_5_vl",),
-        template="qwen",
-        keys=VLM_KEYS,
+    _qwen_vl(
+        "qwen2.5-vl",
+        "Qwen2.5-VL vision-language chat (images in chat rows); LoRA on the language model, vision tower frozen by default",
+        ("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-32B-Instruct",
+         "Qwen/Qwen2.5-VL-72B-Instruct"),
+        "Qwen2_5_VLForConditionalGeneration",
+        "qwen2_5_vl",
     ),
     ModelFamily(
         name="llava",
