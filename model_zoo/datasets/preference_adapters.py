@@ -36,6 +36,21 @@ def _answer(value: Any, column: str) -> str:
     return turns[-1]["content"]
 
 
+def _with_system(row: Mapping[str, Any], turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``turns`` led by the row's ``system`` column, unless they already hold a system turn."""
+    if any(m["role"] == "system" for m in turns):
+        return turns
+    return [*_system(row), *turns]
+
+
+def _messages(adapter: DatasetAdapter, row: Mapping[str, Any]) -> list[dict[str, str]]:
+    """ms-swift's ``messages`` column, led by the row's ``system`` unless its first turn is a system turn."""
+    messages = _turns(adapter.get(row, "messages"), "messages", "role", "content")
+    if not messages or messages[0]["role"] != "system":
+        messages = [*_system(row), *messages]
+    return messages
+
+
 def _label(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -57,9 +72,7 @@ class PreferenceAdapter(DatasetAdapter):
     produces = "preference"
 
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        messages = _turns(self.get(row, "messages"), "messages", "role", "content")
-        if not messages or messages[0]["role"] != "system":
-            messages = [*_system(row), *messages]
+        messages = _messages(self, row)
         return {"messages": messages, "rejected_response": _text(self.get(row, "rejected_response"), "rejected_response")}
 
 
@@ -78,8 +91,7 @@ class ChosenRejectedAdapter(DatasetAdapter):
             prompt = _conversation(row["prompt"], "prompt")
         else:
             prompt = self._shared_prompt(chosen, rejected)
-        if not any(m["role"] == "system" for m in prompt):
-            prompt = [*_system(row), *prompt]
+        prompt = _with_system(row, prompt)
         answer = _answer(chosen, "chosen")
         return {"messages": [*prompt, {"role": "assistant", "content": answer}],
                 "rejected_response": _answer(rejected, "rejected")}
@@ -105,9 +117,7 @@ class KTOAdapter(DatasetAdapter):
     produces = "kto"
 
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        messages = _turns(self.get(row, "messages"), "messages", "role", "content")
-        if not messages or messages[0]["role"] != "system":
-            messages = [*_system(row), *messages]
+        messages = _messages(self, row)
         return {"messages": messages, "label": _label(self.get(row, "label"))}
 
 
@@ -122,8 +132,7 @@ class PromptCompletionAdapter(DatasetAdapter):
 
     def convert(self, row: Mapping[str, Any]) -> dict[str, Any]:
         prompt = _conversation(self.get(row, "prompt"), "prompt")
-        if not any(m["role"] == "system" for m in prompt):
-            prompt = [*_system(row), *prompt]
+        prompt = _with_system(row, prompt)
         answer = _answer(self.get(row, "completion"), "completion")
         return {"messages": [*prompt, {"role": "assistant", "content": answer}], "label": _label(self.get(row, "label"))}
 
@@ -145,8 +154,7 @@ class PromptAdapter(DatasetAdapter):
             raise DataError("missing field 'messages' (or 'prompt')")
         while messages and messages[-1]["role"] == "assistant":
             messages.pop()
-        if not any(m["role"] == "system" for m in messages):
-            messages = [*_system(row), *messages]
+        messages = _with_system(row, messages)
         columns = {k: v for k, v in row.items() if k not in ("messages", "prompt", "query", "system")}
         return {"messages": messages, "columns": columns}
 
