@@ -23,7 +23,7 @@ PEFT_LORA = "peft-lora (PEFT)"
 SFT_LOSS = ", sft's fused head loss"
 
 
-def _status(field: str) -> int:
+def proc_status_bytes(field: str) -> int:
     """A ``/proc/self/status`` size in bytes (VmRSS, VmHWM)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -113,7 +113,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     shape = Shape(**spec["shape"])
     reset_peak()
-    rss_start = _status("VmRSS")
+    rss_start = proc_status_bytes("VmRSS")
     model = prepare(spec["tuner"], shape)
     model.train()
     out: dict[str, Any] = {
@@ -121,7 +121,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "total": sum(p.numel() for p in model.parameters()),
         "model_bytes": tensor_bytes(model),
         "rss_start": rss_start,
-        "rss_loaded": _status("VmRSS"),
+        "rss_loaded": proc_status_bytes("VmRSS"),
     }
     out["linear_bytes"], out["linear_fp32_bytes"] = linear_weight_bytes(model)
     if out["trainable"] == 0:
@@ -134,7 +134,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         c0 = time.process_time()
         loss = step()
         cpu.append(time.process_time() - c0)
-    out.update(step_cpu=cpu, peak=_status("VmHWM"), loss=loss)
+    out.update(step_cpu=cpu, peak=proc_status_bytes("VmHWM"), loss=loss)
     if not math.isfinite(loss):
         raise RuntimeError(f"loss is {loss}")
     return out

@@ -20,12 +20,7 @@ import resource
 import time
 from pathlib import Path
 
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+from .child import proc_status_bytes
 
 
 def _cpu() -> float:
@@ -93,7 +88,7 @@ def main() -> None:
     from .common import FULL, QUICK, base_model, lora_dict, model_source
 
     shape = QUICK if a.quick else FULL
-    baseline = _status("VmRSS")
+    baseline = proc_status_bytes("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     model = base_model(shape)
     from swiftune.loading import load_model
@@ -123,7 +118,7 @@ def main() -> None:
                              processing_class=tokenizer, peft_config=lora, callbacks=[clock])
     setup_cpu, setup_wall = _cpu() - t0[0], time.perf_counter() - t0[1]
     trainer.train()
-    peak = _status("VmHWM")
+    peak = proc_status_bytes("VmHWM")
     print(json.dumps({"contender": a.contender, "step_cpu": clock.cpu[1:], "step_wall": clock.wall[1:],
                       "setup_cpu": setup_cpu, "setup_wall": setup_wall, "peak_above_imports": peak - baseline,
                       "tokens_per_step": 2 * a.batch * (a.prompt_words + a.answer_words), "source": model_source()}))
