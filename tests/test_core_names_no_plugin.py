@@ -28,7 +28,7 @@ ORDINARY_WORDS = {"adapter", "prompt"}
 
 #: Files whose job is to translate another tool's names into the built-ins' (path -> why).
 TRANSLATORS = {
-    "core/cli/aliases.py": "ms-swift's flags and template names -> the registered tuners and templates",
+    "core/recipes/aliases.py": "ms-swift's flags and template names -> the registered tuners and templates",
     "core/recipes/ms_swift.py": "ms-swift's train_type of a checkpoint -> the tuner that reads it",
     "core/recipes/diffusers_lora.py": "a diffusers LoRA file becomes a folder of the LoRA tuner",
     "core/testing/tokenizers.py": "the test tokenizer's 'chatml' option picks its Jinja template",

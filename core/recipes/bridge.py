@@ -24,7 +24,7 @@ def load_model_and_tokenizer(name: str, dtype: torch.dtype | None = None, trust_
 
 def resolve_template(name: str | None, model: Any, tokenizer: Any) -> Any:
     """The chat renderer: ``name``, else the tokenizer's own Jinja template, else the model family's."""
-    from ..cli.aliases import template_name as registered_name
+    from .aliases import template_name as registered_name
     from ..data import get_renderer
 
     if is_image_text(tokenizer):  # a vision-language model's processor: its tokenizer renders the chat

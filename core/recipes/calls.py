@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+from .argument_sources import from_python
 from .arguments import DeployArguments, EvalArguments, ExportArguments, InferArguments, SftArguments
 from .rlhf_arguments import RlhfArguments
 
@@ -20,7 +21,6 @@ __all__ = ["sft", "infer", "export", "deploy", "rlhf", "evaluate"]
 
 def sft(config: SftArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
     """Fine-tune; returns an ``SftResult`` (output dir, final adapter, last metrics)."""
-    from ..cli.args import from_python
     from .sft import run_sft
 
     return run_sft(from_python(SftArguments, config, **kwargs))
@@ -28,7 +28,6 @@ def sft(config: SftArguments | Mapping[str, Any] | str | Path | None = None, **k
 
 def infer(config: InferArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
     """Batch generation with ``input``/``output``; an interactive chat otherwise."""
-    from ..cli.args import from_python
     from .infer import run_infer
 
     return run_infer(from_python(InferArguments, config, **kwargs))
@@ -36,7 +35,6 @@ def infer(config: InferArguments | Mapping[str, Any] | str | Path | None = None,
 
 def export(config: ExportArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> Path:
     """Merge adapters into the base weights and save a plain transformers model; returns its folder."""
-    from ..cli.args import from_python
     from .export import run_export
 
     return run_export(from_python(ExportArguments, config, **kwargs))
@@ -44,7 +42,6 @@ def export(config: ExportArguments | Mapping[str, Any] | str | Path | None = Non
 
 def deploy(config: DeployArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> None:
     """Serve the model and its adapters over the OpenAI HTTP API until SIGTERM / Ctrl-C."""
-    from ..cli.args import from_python
     from .deploy import run_deploy
 
     run_deploy(from_python(DeployArguments, config, **kwargs))
@@ -52,7 +49,6 @@ def deploy(config: DeployArguments | Mapping[str, Any] | str | Path | None = Non
 
 def rlhf(config: RlhfArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any):
     """Preference tuning (dpo, orpo, kto, simpo, cpo, grpo) on TRL; returns an ``SftResult``."""
-    from ..cli.args import from_python
     from .rlhf import run_rlhf
 
     return run_rlhf(from_python(RlhfArguments, config, **kwargs))
@@ -60,7 +56,6 @@ def rlhf(config: RlhfArguments | Mapping[str, Any] | str | Path | None = None, *
 
 def evaluate(config: EvalArguments | Mapping[str, Any] | str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
     """Score the base model and each adapter on the same data (``swiftune eval``); returns the results."""
-    from ..cli.args import from_python
     from .evaluate import run_eval
 
     return run_eval(from_python(EvalArguments, config, **kwargs))

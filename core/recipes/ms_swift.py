@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..cli.aliases import template_name
+from .aliases import template_name
 from ..errors import ConfigError
 
 #: Keys only ms-swift's args.json has (swiftune's has "swiftune_version").

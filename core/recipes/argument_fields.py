@@ -1,6 +1,7 @@
 """How a pydantic field's annotation reads on the command line: argparse's collection of a flag's
 values, and their conversion back into what the field expects (lists, JSON objects, Literal
-numbers from text). Shared by the argument parser (``args.py``)."""
+numbers from text). Shared by the argument router (``argument_sources.py``) and the CLI's parser
+(``cli/args.py``)."""
 
 from __future__ import annotations
 
