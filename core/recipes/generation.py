@@ -84,9 +84,9 @@ class Generator:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], gen: GenerationArguments, streamer: Any = None) -> list[str]:
-        """Answers for a batch of encoded prompts (left-padded together)."""
+    def left_padded(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` of the prompts padded on the left to the longest (the
+        answers then start at the same column)."""
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -94,6 +94,13 @@ class Generator:
             if p:
                 ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
                 mask[i, width - len(p) :] = 1
+        return ids, mask
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], gen: GenerationArguments, streamer: Any = None) -> list[str]:
+        """Answers for a batch of encoded prompts (left-padded together)."""
+        ids, mask = self.left_padded(prompts)
+        width = ids.shape[1]
         device = self._device()
         out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), streamer=streamer,
                                   **self.generation_kwargs(gen))

@@ -148,12 +148,8 @@ class VisionGenerator(Generator):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], gen: Any, streamer: Any = None) -> list[str]:
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        ids, mask = self.left_padded(prompts)
+        width = ids.shape[1]
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         types = [self.processor.token_types(list(row)) for row in ids.tolist()]
         if types[0] is not None:
