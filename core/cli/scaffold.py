@@ -52,11 +52,8 @@ class ${Class}Layer(WrapperLayer):
         nn.init.zeros_(self.up[name].weight)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        out = self.base_layer(x, *args, **kwargs)
-        for n in self.active_adapters:
-            if n not in self.merged:  # the adapter's weights may be fp32 on a bf16 model: compute in theirs
-                out = out + self.up[n](self.down[n](x.to(self.down[n].weight.dtype))).to(out.dtype)
-        return out
+        out = self.base_layer(x, *args, **kwargs)  # adapters may be fp32 on a bf16 model: each computes in its dtype
+        return out + sum(self.up[n](self.down[n](x.to(self.up[n].weight.dtype))).to(out.dtype) for n in self.active_adapters if n not in self.merged)
 
     def fold(self, name: str, sign: int) -> None:
         base, delta = self.get_base_layer(), self.up[name].weight @ self.down[name].weight  # (out, in)
