@@ -41,7 +41,8 @@ def start_in_folder(args: Any, output_dir: Path) -> RunStart:
         done = completed_step(args, resume)
         if done is not None:
             final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
-            print(f"swiftune: the run in {output_dir} is complete (step {done}); nothing to train", flush=True)
+            print(f"swiftune: the run in {output_dir} is complete (step {done}, {Path(resume).name}); nothing to "
+                  "train. A larger --max-steps or --num-train-epochs continues it", flush=True)
             finished = SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
             return RunStart(args, resume, finished=finished)
     if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:

@@ -26,8 +26,8 @@ from ..errors import ConfigError
 from . import sft_defaults
 from .arguments import SftArguments
 from .compat import activation_checkpointing
-from .run_folder import check_resume, completed_step, final_from_checkpoint, refuse_previous_run
-from .runtime import is_main_process, resolve_precision, world_size
+from .run_folder import refuse_previous_run
+from .runtime import is_main_process, world_size
 
 ARGS_NAME = "args.json"
 FINAL_NAME = "final"
@@ -273,26 +273,15 @@ def set_up(args: SftArguments, output_dir: Path) -> SftRun | SftResult:
 
     Returns the finished run's ``SftResult`` instead when a resumed run has nothing left to train.
     """
-    from transformers import set_seed
-
     from . import bridge, vision
+    from .run_stages import start_in_folder
 
     check_reporters(args.report_to)
     tuner_config = args.tuner_config()
-    resume = resume_checkpoint(args, output_dir)
-    if args.resume:
-        args = check_resume(args, output_dir, resume)  # the run's model and tuner, before anything is written
-        done = completed_step(args, resume)
-        if done is not None:
-            final = final_from_checkpoint(Path(resume), output_dir) if is_main_process() else output_dir / FINAL_NAME
-            print(f"swiftune: the run in {output_dir} is complete (step {done}, {Path(resume).name}); nothing to "
-                  "train. A larger --max-steps or --num-train-epochs continues it", flush=True)
-            return SftResult(output_dir=output_dir, adapter_dir=final, global_step=done)
-    if is_main_process() and not resume and not args.resume and args.overwrite_output_dir:
-        clear_previous_run(output_dir)
-    precision = resolve_precision(args.precision)
-
-    set_seed(args.seed)
+    start = start_in_folder(args, output_dir)  # resume / complete / clear, then precision and seed
+    if start.finished is not None:
+        return start.finished
+    args, resume, precision = start.args, start.resume, start.precision
     model, tokenizer = bridge.load_model_and_tokenizer(args.model, trust_remote_code=args.allows_remote_code())
     processor = tokenizer if vision.is_image_text(tokenizer) else None  # a vision-language model: see vision.py
     tokenizer = processor.tokenizer if processor else tokenizer
