@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as futures
 import os
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -87,11 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.stdout.reconfigure(line_buffering=True)
     import torch
-    import uvicorn
 
     from swiftune.recipes.arguments import DeployArguments
     from swiftune.recipes.deploy import build_served
-    from swiftune.serve.app import create_app
 
     torch.set_num_threads(os.cpu_count() or 1)
     model = args.model
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         from cli_fixtures import save_tiny_model
 
         model = str(save_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
-    served = build_served(DeployArguments(model=model, port=0, max_batch_size=8, max_queue=256))
+    served = build_served(DeployArguments(model=model, served_model_name=Path(model).name or model))  # the prompts and the baseline
     gen = served.engine.generator
     questions = PROMPTS[:8] if args.quick else PROMPTS
     prompts = [gen.encode([{"role": "user", "content": q}]) for q in questions]
@@ -110,12 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     seq_wall, seq_lat = sequential(gen, prompts, new_tokens)
     seq_rate = len(prompts) * new_tokens / seq_wall
 
+    # The server in its own process, as deployed (clients in this one would share its GIL).
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    server = _start_server(model, port)
     url = f"http://127.0.0.1:{port}"
     rows = [["infer, one by one", "1", f"{seq_rate:.1f}", "1.00", f"{percentile(seq_lat, .5):.2f}", f"{percentile(seq_lat, .95):.2f}"]]
     try:
@@ -128,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{percentile(lat, .5):.2f}", f"{percentile(lat, .95):.2f}"])
             print(rows[-1])
     finally:
-        server.should_exit = True
-        thread.join(30)
+        server.terminate()
+        server.wait(60)
     page = render(rows, model, len(questions), new_tokens, args)
     print(page)
     if args.write:
@@ -154,6 +147,28 @@ def render(rows: list[list[str]], model: str, n: int, new_tokens: int, args: arg
         "",
     ]
     return "\n".join(lines)
+
+
+def _start_server(model: str, port: int):
+    """``swiftune deploy`` in a subprocess, returned once it answers /health."""
+    import subprocess
+
+    import httpx
+
+    cmd = [sys.executable, "-m", "swiftune", "deploy", "--model", model, "--served_model_name", Path(model).name or model,
+           "--port", str(port), "--max_batch_size", "8", "--max_queue", "256", "--log_level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"swiftune deploy exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("swiftune deploy did not start within 300 s")
 
 
 def _free_port() -> int:

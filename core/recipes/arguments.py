@@ -244,6 +244,7 @@ class DeployArguments(CommandArguments):
     precision: Precision = Field("auto", description="auto: the model's dtype on GPU, fp32 on CPU")
     max_batch_size: int = Field(8, ge=1, description="requests generated together in one batch")
     max_queue: int = Field(64, ge=1, description="requests waiting at most; more are answered 429")
+    batch_wait_ms: float = Field(25.0, ge=0, description="how long a batch waits for more requests to join it (clients answered together come back together)")
     max_model_len: int | None = Field(None, ge=8, description="prompt + answer tokens per request (default: the model's context)")
     max_new_tokens: int = Field(512, ge=1, description="answer tokens when a request sets no max_tokens")
     temperature: float = Field(0.0, ge=0, description="for requests that set none (0: greedy)")

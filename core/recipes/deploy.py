@@ -52,7 +52,8 @@ def build_served(args: DeployArguments):
     config = getattr(built.model, "config", None)
     limit = args.max_model_len or int(getattr(config, "max_position_embeddings", 0) or 2048)
     generator = Generator(model=built.model, tokenizer=built.tokenizer, template=built.template, max_length=limit)
-    engine = Engine(generator, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+    engine = Engine(generator, max_batch_size=args.max_batch_size, max_queue=args.max_queue,
+                    batch_wait_s=args.batch_wait_ms / 1000)
     return Served(engine=engine, base_name=base_name, routes=routes, api_key=args.api_key, max_model_len=limit,
                   default_max_tokens=args.max_new_tokens, default_temperature=args.temperature,
                   default_top_p=args.top_p, system=args.system, aliases={built.base: base_name})
