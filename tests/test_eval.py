@@ -93,3 +93,25 @@ def test_cli_table_limit_and_errors(assets, tmp_path) -> None:
         swiftune.evaluate(model=str(assets["model"]), eval_dataset=[bad], result_path=str(tmp_path / "x.json"))
     with pytest.raises(ConfigError, match="lm-evaluation-harness is not installed"):
         swiftune.evaluate(model=str(assets["model"]), eval_backend="lm_eval", tasks=["arc_easy"])
+
+
+def test_cut_prompts_are_reported_in_eval_and_chat(assets, tmp_path, caplog) -> None:
+    import io
+
+    from swiftune.recipes.arguments import InferArguments
+    from swiftune.recipes.chat import Chat
+    from swiftune.recipes.infer import build_generator
+
+    long_q = " ".join(["Hello"] * 60) + " What is 2 + 3 ?"
+    qa = write(tmp_path / "long.jsonl", [{"query": long_q, "response": "five"}, {"query": "Hello", "response": "Hi there !"}])
+    with caplog.at_level("WARNING", logger="swiftune.eval"):
+        swiftune.evaluate(model=str(assets["model"]), eval_dataset=[qa], max_length=24, max_new_tokens=4,
+                          result_path=str(tmp_path / "r.json"))
+    assert "1 of 2 prompts were cut to --max_length 24" in caplog.text
+    out = io.StringIO()
+    chat = Chat(build_generator(InferArguments(model=str(assets["model"]), max_length=24, max_new_tokens=3,
+                                               stream=False)), InferArguments(max_new_tokens=3, stream=False), out)
+    chat.ask("Hello")
+    assert "dropped" not in out.getvalue()
+    chat.ask(long_q)
+    assert "tokens of the conversation's start were dropped to fit --max-length 24" in out.getvalue()

@@ -38,7 +38,10 @@ class Chat:
         return [*head, *self.history, {"role": "user", "content": user}]
 
     def ask(self, user: str) -> str:
-        prompt = self.generator.encode(self.messages(user))
+        prompt, dropped = self.generator.encode_counted(self.messages(user))
+        if dropped:  # the history no longer fits: say so rather than forget silently
+            self.out.write(f"(note: {dropped} tokens of the conversation's start were dropped to fit --max-length "
+                           f"{self.generator.max_length}; /clear starts afresh)\n")
         self.out.write(ANSWER)
         self.out.flush()
         streamer = self.generator.streamer() if self.args.stream else None

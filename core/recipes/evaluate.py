@@ -11,6 +11,7 @@ hands the same model object to lm-evaluation-harness instead.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from .arguments import EvalArguments, GenerationArguments
 
 BASE = "base"
+log = logging.getLogger("swiftune.eval")
 
 
 def run_eval(args: EvalArguments) -> dict[str, Any]:
@@ -96,9 +98,10 @@ def _score_answers(examples: list[dict], gen: Any, args: EvalArguments) -> tuple
     pattern = re.compile(args.answer_regex) if args.answer_regex else None
     settings = GenerationArguments(max_new_tokens=args.max_new_tokens, do_sample=False)
     rows: list[dict] = []
+    cut: list[int] = []
     for start in range(0, len(examples), args.batch_size):
         chunk = examples[start : start + args.batch_size]
-        prompts = [gen.encode(e["messages"][:-1]) for e in chunk]
+        prompts = [_encoded(gen, e["messages"][:-1], cut) for e in chunk]
         for example, answer in zip(chunk, gen.generate(prompts, settings)):
             reference = example["messages"][-1]["content"]
             row = {"prediction": answer, "reference": reference,
@@ -107,6 +110,7 @@ def _score_answers(examples: list[dict], gen: Any, args: EvalArguments) -> tuple
             if pattern is not None:
                 row["regex_match"] = metrics.exact_match(answer, reference, pattern)
             rows.append(row)
+    _warn_cut(cut, len(examples), args.max_length)
     names = ["exact_match", "contains"] + (["regex_match"] if pattern is not None else [])
     return {n: metrics.mean(float(r[n]) for r in rows) for n in names}, rows
 
@@ -114,12 +118,28 @@ def _score_answers(examples: list[dict], gen: Any, args: EvalArguments) -> tuple
 def _score_choices(examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
     from ..evaluation import likelihood, metrics
 
-    rows = []
+    rows, cut = [], []
     for example in examples:
-        prompt = gen.encode(example["messages"])
+        prompt = _encoded(gen, example["messages"], cut)
         choices = [gen.tokenizer(c, add_special_tokens=False)["input_ids"] for c in example["choices"]]
         rows.append(likelihood.multiple_choice(gen.model, prompt, choices, example["answer"], args.max_length))
+    _warn_cut(cut, len(examples), args.max_length)
     return {n: metrics.mean(r[n] for r in rows) for n in ("accuracy", "accuracy_norm")}, rows
+
+
+def _encoded(gen: Any, messages: list[dict], cut: list[int]) -> list[int]:
+    """The prompt's ids; the tokens dropped to fit ``--max_length`` are counted in ``cut``."""
+    ids, dropped = gen.encode_counted(messages)
+    if dropped:
+        cut.append(dropped)
+    return ids
+
+
+def _warn_cut(cut: list[int], total: int, max_length: int) -> None:
+    if cut:
+        log.warning(
+            "swiftune eval: %d of %d prompts were cut to --max_length %d (%d tokens dropped in all); the scores "
+            "read shortened prompts: raise --max_length", len(cut), total, max_length, sum(cut))
 
 
 def _score_text(examples: list[dict], gen: Any, args: EvalArguments) -> tuple[dict[str, float], list[dict]]:
