@@ -139,3 +139,26 @@ def test_list_models_says_which_families_need_remote_code(capsys) -> None:
     for name in needing:
         assert "--trust-remote-code" in lines[name], lines[name]
     assert not any("--trust-remote-code" in line for name, line in lines.items() if name not in needing)
+
+
+def test_modelscope_datasets_never_run_their_loading_script(monkeypatch) -> None:
+    """MsDataset.load can run a dataset repository's own script; swiftune asks it not to."""
+    import sys
+    import types
+
+    from swiftune.data.hub import load_ms
+
+    seen = {}
+
+    class MsDataset:
+        @staticmethod
+        def load(dataset_id, split=None, subset_name=None, trust_remote_code=True):
+            seen.update(dataset_id=dataset_id, split=split, trust_remote_code=trust_remote_code)
+            return [{"text": "a row"}]
+
+    module = types.ModuleType("modelscope.msdatasets")
+    module.MsDataset = MsDataset
+    monkeypatch.setitem(sys.modules, "modelscope.msdatasets", module)
+    raw = load_ms("owner/data", None, "train")
+    assert seen == {"dataset_id": "owner/data", "split": "train", "trust_remote_code": False}
+    assert raw.origin == "ms::owner/data:train"

@@ -7,6 +7,8 @@ probe of the hub's host decides before any download starts.
 
 from __future__ import annotations
 
+import inspect
+
 import os
 import socket
 from pathlib import Path
@@ -94,6 +96,8 @@ def load_ms(dataset_id: str, subset: str | None, split: str) -> RawRows:
         except ImportError:
             return _load_ms_snapshot(dataset_id, subset, split)
         kwargs = {"subset_name": subset} if subset else {}
+        if "trust_remote_code" in inspect.signature(MsDataset.load).parameters:
+            kwargs["trust_remote_code"] = False  # a dataset's own loading script never runs (files only)
         loaded = MsDataset.load(dataset_id, split=split, **kwargs)
     except (ConnectionError, OSError) as exc:
         reasons = [f"{type(exc).__name__}: {exc}"]
