@@ -144,9 +144,22 @@ class Accepted:
     when_field: str = ""
 
 
+#: Generation engines other than transformers that ms-swift users may name.
+OTHER_BACKENDS = ("vllm", "sglang", "lmdeploy")
+
+
+def installed_backends() -> list[str]:
+    return [b for b in OTHER_BACKENDS if importlib.util.find_spec(b) is not None]
+
+
+def backends_here() -> str:
+    """Which other engines are installed, as an error message says it."""
+    installed = installed_backends()
+    return f"installed here: {', '.join(installed)}" if installed else f"none of {', '.join(OTHER_BACKENDS)} is installed here"
+
+
 def _backends_message(value: str) -> str:
-    installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
-    have = f"installed here: {', '.join(installed)}" if installed else "none of vllm, sglang, lmdeploy is installed here"
+    have = backends_here()
     return (f"--infer-backend {value}: this command generates with transformers only (supported: transformers, pt); "
             f"{have} (swiftune deploy --infer_backend vllm serves with vLLM where it is installed)")
 

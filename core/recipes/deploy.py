@@ -8,7 +8,6 @@ accepting connections, finishes the requests in flight, then stops the engine.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import signal
 import threading
 from pathlib import Path
@@ -23,10 +22,11 @@ BACKENDS = ("transformers", "vllm")
 
 def check_backend(backend: str) -> None:
     """transformers always; vllm where installed; any other engine: an error naming what is here."""
-    installed = [b for b in ("vllm", "sglang", "lmdeploy") if importlib.util.find_spec(b) is not None]
-    if backend in ("transformers", "pt") or (backend == "vllm" and "vllm" in installed):
+    from .aliases import backends_here, installed_backends
+
+    if backend in ("transformers", "pt") or (backend == "vllm" and "vllm" in installed_backends()):
         return
-    have = f"installed here: {', '.join(installed)}" if installed else "none of vllm / sglang / lmdeploy is installed"
+    have = backends_here()
     hint = " (pip install vllm, on a GPU machine)" if backend == "vllm" else ""
     raise ConfigError(f"--infer_backend {backend}: not available{hint}; supported: {', '.join(BACKENDS)} "
                       f"(vllm only where installed); {have}")

@@ -176,7 +176,7 @@ async def _answer(served: Served, body: protocol.SamplingRequest, prompt: list[i
         raise ApiError(503, str(exc), code="shutting_down") from None
     rid = protocol.new_id("chatcmpl" if chat else "cmpl")
     if body.stream:
-        include_usage = bool((getattr(body, "stream_options", None) or {}).get("include_usage"))
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
         return StreamingResponse(_sse(job, rid, public, chat, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     _, text, finish, n_prompt, n_answer = await _wait_done(job, request)

@@ -61,22 +61,23 @@ class BatchRows:
         for row, token in zip(self.rows, tokens.view(-1).tolist()):
             if row.done:
                 continue
+            text = None
             if token in self.eos_ids:
                 row.finish = "stop"
             else:
                 row.tokens.append(int(token))
-                if row.stops:
-                    self.text(row)  # marks the row stopped when a stop string appeared
+                if row.stops or row.on_delta:
+                    text = self.text(row)  # one decode per step; marks the row stopped at a stop string
                 if row.finish is None and len(row.tokens) >= row.max_new_tokens:
                     row.finish = "length"
             if row.cancelled():
                 row.finish = row.finish or "cancelled"
-            self._emit(row)
+            self._emit(row, text)
 
-    def _emit(self, row: RowState, final: bool = False) -> None:
+    def _emit(self, row: RowState, text: str | None = None, final: bool = False) -> None:
         if row.on_delta is None:
             return
-        text = self.text(row)
+        text = self.text(row) if text is None else text
         if not final and (text.endswith(_UNSTABLE_TAIL) or self._may_grow_into_stop(row, text)):
             return
         if text.startswith(row.sent) and len(text) > len(row.sent):
