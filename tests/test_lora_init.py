@@ -51,7 +51,7 @@ def test_init_equals_peft_for_the_same_seed(init: bool | str) -> None:
 def test_weight_based_inits_keep_the_output_and_move_the_principal_part(init: str, make) -> None:
     """Base + adapter == the original model; the base alone is the residual; A, B are the SVD / QR factors."""
     original = make()
-    fields = {"target_modules": ["c_attn", "c_fc"]} if make is gpt2 else FIELDS
+    fields = {"target_modules": ["c_attn", "c_fc", "c_proj"]} if make is gpt2 else FIELDS  # attn.c_proj: square
     model = Swift.prepare(make(), {"tuner": "lora", "init_lora_weights": init, **fields})
     torch.testing.assert_close(logits(model), logits(original), atol=1e-5, rtol=0)
     with model.disable_adapters():

@@ -58,7 +58,7 @@ def initialise(layer: LoraLinear, name: str, method: str) -> None:
         # A new tensor, not an in-place copy: if adding the adapter fails later (a later layer, a
         # later adapter), the rollback puts the original weight back.
         base = layer.get_base_layer().weight
-        residual = residual.T if residual.shape != base.shape else residual
+        residual = residual.T if layer.fan_in_fan_out else residual  # back to the stored layout
         base.data = residual.to(dtype=base.dtype, device=base.device).contiguous()
 
 
