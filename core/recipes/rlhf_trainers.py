@@ -17,6 +17,7 @@ SimPO need no reference; GRPO needs one only with ``beta > 0`` (then a separate 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..errors import ConfigError
@@ -32,10 +33,8 @@ class ReferenceByDisabling:
     ref_model: Any = None
 
     def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
-        if self.ref_model is None:
-            with self.swift.disable_adapters():
-                return super().compute_ref_log_probs(model, inputs)
-        return super().compute_ref_log_probs(model, inputs)
+        with self.swift.disable_adapters() if self.ref_model is None else contextlib.nullcontext():
+            return super().compute_ref_log_probs(model, inputs)
 
 
 class NoModelCard:
