@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .run_folder import check_resume, completed_step, final_from_checkpoint
+from .run_folder import FINAL_NAME, check_resume, completed_step, final_from_checkpoint
 from .runtime import is_main_process, resolve_precision
 
 
@@ -33,7 +33,7 @@ def start_in_folder(args: Any, output_dir: Path) -> RunStart:
     ``--precision`` and the seed (set here, before the model is built)."""
     from transformers import set_seed
 
-    from .sft import FINAL_NAME, SftResult, clear_previous_run, resume_checkpoint
+    from .sft import SftResult, clear_previous_run, resume_checkpoint
 
     resume = resume_checkpoint(args, output_dir)
     if args.resume:
