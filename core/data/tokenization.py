@@ -319,7 +319,7 @@ def tokenize(
     ``TokenizeStats`` as ``stats`` to read the counts (also logged at INFO). ``cache``: reuse (or
     write) the result under ``$SWIFTUNE_CACHE/tokenized/``, keyed by everything that changes the
     tokens (see ``swiftune.data.token_cache``). ``num_proc``: worker processes that render and
-    encode chats (``datasets.map``); None: one per 5000 chats, at most one per CPU core.
+    encode chats (``datasets.map``); None: ``processes_for`` (one per 5000 chats, at most half the CPU cores).
     """
     dataset, result = tokenize_with_stats(
         examples, tokenizer, template, max_length, truncation, packing=packing, label2id=label2id, cache=cache,
