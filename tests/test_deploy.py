@@ -181,12 +181,15 @@ def test_full_queue_answers_429(server) -> None:
 
 def test_a_client_that_leaves_frees_its_row(server) -> None:
     url, served = server
+    before = served.engine.rows_cancelled
     with httpx.stream("POST", f"{url}/v1/completions", headers={"Authorization": f"Bearer {API_KEY}"},
-                      json={"model": "noise", "prompt": "Hello", "max_tokens": 200, "stream": True}, timeout=60) as r:
+                      json={"model": "noise", "prompt": "Hello", "max_tokens": 240, "min_tokens": 240, "stream": True},
+                      timeout=60) as r:
         next(r.iter_lines())  # the first chunk arrived; now hang up
-    deadline = time.monotonic() + 20
-    while served.engine.waiting and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while served.engine.rows_cancelled == before and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert served.engine.rows_cancelled == before + 1  # its row stopped before its 240 tokens
     assert ask(url, "memo", "Hello", temperature=0) == ANSWERS["Hello"]
 
 

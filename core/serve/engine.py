@@ -62,7 +62,10 @@ class Job:
 
     def send(self, *event: Any) -> None:
         if self.loop is not None and self.events is not None:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+            try:
+                self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+            except RuntimeError:  # the request's event loop is closed: nobody is waiting for this answer
+                pass
 
 
 class Engine:
@@ -81,6 +84,7 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name="swiftune-engine", daemon=True)
         self.batches_run = 0
         self.largest_batch = 0
+        self.rows_cancelled = 0  # rows stopped early because their client went away
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -173,6 +177,7 @@ class Engine:
                                streamer=RowStreamer(rows), stopping_criteria=[RowStops(rows)],
                                logits_processor=[RowMinTokens(rows)],
                                **gen.generation_kwargs(settings))
+        self.rows_cancelled += sum(row.finish == "cancelled" for row in rows.rows)
         for job, row in zip(batch, rows.rows):
             text = rows.text(row).strip()
             job.send("done", text, row.finish if row.finish != "cancelled" else "stop", len(job.prompt), len(row.tokens))
