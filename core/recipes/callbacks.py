@@ -25,10 +25,10 @@ from ..errors import FileError
 from ..files import atomic_write, naming_file
 from .faults import fault_point
 from .runtime import memory_mb
+from .run_folder import LOG_NAME  # the run folder's layout, named once
 
 log = logging.getLogger("swiftune.run")
 
-LOG_NAME = "logging.jsonl"
 #: Test hook: each rank writes ``digest-rank<R>.json`` (a hash of its adapter weights) there at the end.
 DIGEST_ENV = "SWIFTUNE_DIGEST_DIR"
 

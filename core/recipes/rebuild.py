@@ -16,9 +16,8 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..serialization import CONFIG_NAME, check_adapter_name
 from . import ms_swift
+from .run_folder import ARGS_NAME, FINAL_NAME  # the run folder's layout, named once
 
-ARGS_NAME = "args.json"
-FINAL_NAME = "final"
 
 
 @dataclass

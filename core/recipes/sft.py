@@ -26,11 +26,9 @@ from ..errors import ConfigError
 from . import sft_defaults
 from .arguments import SftArguments
 from .compat import activation_checkpointing
-from .run_folder import refuse_previous_run
+from .run_folder import ARGS_NAME, FINAL_NAME, refuse_previous_run
 from .runtime import is_main_process, world_size
 
-ARGS_NAME = "args.json"
-FINAL_NAME = "final"
 
 
 @dataclass
