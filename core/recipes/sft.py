@@ -30,7 +30,6 @@ from .run_folder import ARGS_NAME, FINAL_NAME, refuse_previous_run
 from .runtime import is_main_process, world_size
 
 
-
 @dataclass
 class SftResult:
     """What a run produced: its folder, the final adapter and the last logged metrics."""
