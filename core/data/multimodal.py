@@ -17,10 +17,10 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..loading.vision import IMAGE_TAG  # the processor expands the same tag
 from .encode import encode_spans, truncate
 from .errors import DataError
 
-IMAGE_TAG = "<image>"
 #: Columns that hold a row's images (a list, or one image for ``image``).
 IMAGE_COLUMNS = ("images", "image")
 
