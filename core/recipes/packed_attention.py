@@ -24,7 +24,7 @@ from torch import nn
 
 PACKED_SDPA = "swiftune_packed_sdpa"
 
-#: The layout of the last row seen: (position_ids tensor, gather index, valid mask, segments, longest).
+#: The last row seen: [position_ids tensor, its layout (gather index, valid mask, segments, longest) or None].
 #: Every layer of one forward (and a checkpointed recomputation) passes the same tensor; holding it
 #: keeps its memory from being reused by a later row, so an identity check is enough.
 _last: list[Any] = []
