@@ -37,11 +37,9 @@ def _copy(value: Any) -> Any:
 def _refill(container: Any, contents: Any) -> None:
     """Put ``contents`` back into ``container`` in place (other objects may hold the container)."""
     container.clear()
-    if isinstance(container, dict):
-        container.update(contents)
-    elif isinstance(container, list):
+    if isinstance(container, list):
         container.extend(contents)
-    else:
+    else:  # dict or set
         container.update(contents)
 
 
